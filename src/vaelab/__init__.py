@@ -1,0 +1,21 @@
+"""vaelab: train, evaluate and explore autoencoders and variational autoencoders on images.
+
+The public API (the CLI calls only these):
+
+    run = vaelab.train(vaelab.preset("book-vae"), "runs/vae")
+    vaelab.resume("runs/vae", epochs=10)
+    vaelab.evaluate("runs/vae")
+    model = vaelab.load("runs/vae"); z = model.encode(x); x2 = model.decode(z)
+"""
+
+__version__ = "0.1.0"
+
+from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset  # noqa: E402
+from vaelab.data import load_dataset  # noqa: E402
+from vaelab.errors import VaelabError  # noqa: E402
+from vaelab.evaluate import evaluate  # noqa: E402
+from vaelab.runs import load  # noqa: E402
+from vaelab.train import resume, train  # noqa: E402
+
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "evaluate", "load",
+           "load_dataset", "preset", "resume", "train"]

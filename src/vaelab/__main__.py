@@ -1,0 +1,3 @@
+from vaelab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The command line: a thin skin over the public API.
+
+Errors a user can fix (VaelabError, bad arguments) become one line on stderr
+and exit code 2; Ctrl-C during training saves a checkpoint and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import vaelab
+from vaelab.config import PRESETS, RunConfig
+from vaelab.errors import VaelabError
+from vaelab.train import TrainingInterrupted
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="vaelab", description="Train, evaluate and explore AEs and VAEs on image data.")
+    parser.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train a model into a run folder (or --resume one)")
+    train.add_argument("--preset", help=f"start from a named config: {', '.join(PRESETS)}")
+    train.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
+    train.add_argument("--out", default="runs/demo", help="new run folder (default: runs/demo)")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", help="auto (default: full MNIST if available, else mnist-sample), "
+                                        "mnist, fashion-mnist, mnist-sample")
+    data.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    data.add_argument("--pixels", help="continuous (default) | dynamic (fresh binarisation per batch) | static")
+    model = train.add_argument_group("model")
+    model.add_argument("--model", help="ae | vae (default: vae)")
+    model.add_argument("--arch", help="conv (the book's network, default) | mlp")
+    model.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
+    model.add_argument("--likelihood", help="gaussian (default) | bernoulli")
+    model.add_argument("--r-loss-factor", type=float,
+                       help="gaussian: loss = factor * mean-pixel MSE (default 1000, the book's VAE)")
+    opt = train.add_argument_group("training")
+    opt.add_argument("--epochs", type=int, help="total epochs (default: 10)")
+    opt.add_argument("--batch-size", type=int, help="default: 32")
+    opt.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4)")
+    opt.add_argument("--seed", type=int, help="default: 0")
+    opt.add_argument("--device", help="auto (default) | cpu | cuda | mps")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="test-set loss terms of a run; writes eval.json")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--dataset", help="evaluate on another dataset of the same image size")
+    evaluate.add_argument("--data-dir", help="folder with the dataset's IDX files")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print the JSON instead of a table")
+    evaluate.set_defaults(handler=run_evaluate)
+    return parser
+
+
+SECTIONS = {"data": ("dataset", "data_dir", "pixels"),
+            "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor"),
+            "train": ("epochs", "batch_size", "lr", "seed", "device")}
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then the preset, then every flag given explicitly."""
+    config = vaelab.preset(args.preset) if args.preset else RunConfig()
+    changes = {section: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+               for section, keys in SECTIONS.items()}
+    return config.replace(**changes)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    show = not args.quiet
+    if args.resume:
+        explicit = [k for keys in SECTIONS.values() for k in keys if k != "epochs" and getattr(args, k) is not None]
+        if explicit or args.preset:
+            raise VaelabError(f"--resume continues a run with its own settings; only --epochs may change "
+                              f"(got --{(explicit or ['preset'])[0].replace('_', '-')})")
+        run = vaelab.resume(args.resume, epochs=args.epochs, show_progress=show)
+    else:
+        run = vaelab.train(config_from_args(args), args.out, show_progress=show)
+    print(run)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    result = vaelab.evaluate(args.run, dataset=args.dataset, data_dir=args.data_dir, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['run']}: {result['model']} on {result['dataset']} test set ({result['n_test']} images)")
+    for name, value in result["test"].items():
+        print(f"  {name:<15} {value:12.4f}   {result['units'].get(name, '')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        args.handler(args)
+    except VaelabError as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingInterrupted as exc:
+        print(f"vaelab: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

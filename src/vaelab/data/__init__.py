@@ -1,0 +1,7 @@
+"""Datasets in memory and the pixel transforms that feed models."""
+
+from vaelab.data.pixels import PIXEL_MODES, fixed_test_pixels, pixel_transform
+from vaelab.data.sources import DATASETS, ImageData, cache_dir, load_dataset
+
+__all__ = ["DATASETS", "PIXEL_MODES", "ImageData", "cache_dir", "fixed_test_pixels", "load_dataset",
+           "pixel_transform"]

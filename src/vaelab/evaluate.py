@@ -1,0 +1,49 @@
+"""`vaelab evaluate`: test-set numbers of a trained run, printed and written to eval.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from vaelab.data import fixed_test_pixels, load_dataset
+from vaelab.errors import VaelabError
+from vaelab.runs import EVAL, load, read_config, write_json
+from vaelab.train.evaluation import loss_terms
+from vaelab.train.loop import resolve_device
+
+log = logging.getLogger("vaelab")
+
+
+def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 1000, write: bool = True) -> dict:
+    """Test-set means of every loss term (nats per image) and the reconstruction MSE.
+
+    `dataset` defaults to the run's own; another dataset must have the same image shape.
+    """
+    run_dir = Path(run_dir)
+    config, raw = read_config(run_dir)
+    model = load(run_dir, resolve_device(device))
+    data = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir)
+    if tuple(data.image_shape) != tuple(config.model.image_shape):
+        raise VaelabError(f"{data.name} images are {data.image_shape}, but {run_dir} was trained on "
+                          f"{tuple(config.model.image_shape)}")
+    started = time.perf_counter()
+    x = fixed_test_pixels(data.test_images, config.data.pixels)
+    terms = loss_terms(model, x, batch_size)
+    result = {"run": str(run_dir), "model": config.model.model, "dataset": data.name,
+              "dataset_sha256": data.identity()["sha256"], "pixels": config.data.pixels,
+              "n_test": len(x), "test": terms, "units": UNITS,
+              "seconds": round(time.perf_counter() - started, 3)}
+    if write:
+        write_json(run_dir / EVAL, result)
+    return result
+
+
+UNITS = {
+    "loss": "nats per image (the training objective; Gaussian: without the normalising constant)",
+    "reconstruction": "nats per image, -log p(x|z) without its normalising constant",
+    "kl": "nats per image, KL(q(z|x) || N(0, I))",
+    "neg_elbo": "nats per image, reconstruction + normalising constant + kl",
+    "mse": "mean squared error per pixel, pixels in [0, 1]",
+}

@@ -1,0 +1,271 @@
+"""The training loop: one epoch = slices of a permutation of one in-memory tensor.
+
+    for each epoch:
+        order = randperm(N)                        (saved in the checkpoint if we stop mid-epoch)
+        for each batch of `order`:                 (this process's shard when distributed)
+            x = pixels(images[batch])              (dynamic binarisation draws here)
+            loss = model.loss(x)["loss"]; backward; Adam step
+        test-set loss terms -> metrics.jsonl; weights + checkpoint written atomically
+
+Everything random comes from the global torch RNG, seeded once and saved in
+every checkpoint, so a run that is stopped and resumed ends with bitwise the
+same weights as one that never stopped (on the same machine and device).
+Distributed training wraps `fit` (DDP model, rank/world size), it does not
+replace it: only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import torch
+from tqdm.auto import tqdm
+
+from vaelab import __version__
+from vaelab.config import RunConfig, validate
+from vaelab.data import ImageData, fixed_test_pixels, load_dataset, pixel_transform
+from vaelab.errors import VaelabError
+from vaelab.models import build_model
+from vaelab.runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, check_writable_folder, read_config, read_metrics,
+                         write_json, write_metrics, write_tensors)
+from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
+from vaelab.train.evaluation import loss_terms
+
+log = logging.getLogger("vaelab")
+NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device sync)
+PRIOR_FIT_IMAGES = 10_000  # training images whose codes define an AE's sampling box
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C / SIGTERM: a checkpoint was saved; the run can be resumed."""
+
+    def __init__(self, run_dir: Path, progress: Progress):
+        super().__init__(f"interrupted in epoch {progress.epoch + 1} after step {progress.step}; "
+                         f"checkpoint saved - continue with: vaelab train --resume {run_dir}")
+        self.run_dir = run_dir
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise VaelabError(f"unknown device {name!r}; choose from: auto, cpu, cuda, mps")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VaelabError("--device cuda: no CUDA GPU is available to this PyTorch build")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise VaelabError("--device mps: Apple's MPS backend is not available here")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.train.lr)
+
+
+def versions() -> dict[str, str]:
+    return {"vaelab": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+@dataclass
+class RunFolder:
+    """Where a run writes. A new run lives in a hidden staging folder until its first
+    checkpoint, then is renamed into place: a run that fails early leaves nothing behind."""
+
+    path: Path
+    final: Path
+
+    @classmethod
+    def staged(cls, out: Path) -> "RunFolder":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        return cls(staging, out)
+
+    def commit(self) -> None:
+        if self.path != self.final:
+            if self.final.exists():  # an empty folder the user made beforehand
+                self.final.rmdir()
+            os.replace(self.path, self.final)
+            self.path = self.final
+
+    def discard(self) -> None:
+        if self.path != self.final:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Turn Ctrl-C and SIGTERM into a flag the loop checks between steps."""
+    requested = {"signal": None}
+
+    def handler(signum, frame):
+        requested["signal"] = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def epoch_batches(n: int, batch_size: int, permutation: torch.Tensor, start_step: int):
+    """Index tensors for the batches of one epoch, from `start_step` on (the last may be short)."""
+    for step in range(start_step, math.ceil(n / batch_size)):
+        yield step, permutation[step * batch_size:(step + 1) * batch_size]
+
+
+def fit(model, optimizer, data: ImageData, config: RunConfig, folder: RunFolder, progress: Progress,
+        device: torch.device, show_progress: bool = True) -> Progress:
+    """Train until `config.train.epochs` epochs are done, checkpointing after each epoch."""
+    pixels = pixel_transform(config.data.pixels)
+    test_x = fixed_test_pixels(data.test_images, config.data.pixels)
+    prior_x = fixed_test_pixels(data.train_images[:PRIOR_FIT_IMAGES], config.data.pixels)
+    images = data.train_images.to(device)
+    n, batch_size = len(images), config.train.batch_size
+    steps_per_epoch = math.ceil(n / batch_size)
+    history = read_metrics(folder.path)[: progress.epoch]
+    model.train()
+
+    with stop_requests() as stop:
+        while progress.epoch < config.train.epochs:
+            epoch = progress.epoch + 1
+            if progress.step == 0 or progress.permutation is None:
+                progress.permutation, progress.step, progress.sums, progress.epoch_seconds = \
+                    torch.randperm(n), 0, {}, 0.0
+            order = progress.permutation.to(device)
+            sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in progress.sums.items()}
+            recent_losses: list[torch.Tensor] = []
+            bar = tqdm(total=n, initial=min(progress.step * batch_size, n), unit="img", leave=False,
+                       desc=f"epoch {epoch}/{config.train.epochs}", disable=None if show_progress else True, dynamic_ncols=True)  # None: off when not a terminal
+            started = time.perf_counter()
+            for step, index in epoch_batches(n, batch_size, order, progress.step):
+                x = pixels(images[index])
+                terms = model.loss(x)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64)) + value.detach().cpu().double() * len(index)
+                recent_losses.append(terms["loss"].detach())
+                progress.step, progress.images_seen = step + 1, progress.images_seen + len(index)
+                if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
+                    check_finite(recent_losses, epoch, progress.step, folder)
+                    recent_losses = []
+                    seen = min(progress.step * batch_size, n)
+                    bar.set_postfix({k: f"{v.item() / seen:.4g}" for k, v in sums.items()}, refresh=False)
+                bar.update(len(index))
+                if stop["signal"] is not None:
+                    check_finite(recent_losses, epoch, progress.step, folder)
+                    progress.sums = {k: v.item() for k, v in sums.items()}
+                    progress.epoch_seconds += time.perf_counter() - started
+                    save_checkpoint(folder.path / CHECKPOINT, model, optimizer, progress)
+                    folder.commit()
+                    bar.close()
+                    raise TrainingInterrupted(folder.path, progress)
+            bar.close()
+
+            seconds = progress.epoch_seconds + time.perf_counter() - started
+            progress.train_seconds += seconds
+            model.fit_prior(prior_x.to(device))
+            test = loss_terms(model, test_x, config.train.eval_batch_size)
+            train_means = {k: v.item() / n for k, v in sums.items()}
+            record = {"epoch": epoch, "train": train_means, "test": test, "seconds": round(seconds, 3),
+                      "images_per_s": round(n / seconds, 1), "images_seen": progress.images_seen}
+            history.append(record)
+            progress.epoch, progress.step, progress.permutation, progress.sums = epoch, 0, None, {}
+            save_run_state(folder, model, optimizer, progress, history)
+            log.info("epoch %d/%d  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch,
+                     config.train.epochs, train_means["loss"], test["loss"],
+                     f" (rec {test['reconstruction']:.4g} + kl {test['kl']:.4g})" if "kl" in test else "",
+                     seconds, n / seconds)
+    return progress
+
+
+def check_finite(losses: list[torch.Tensor], epoch: int, last_step: int, folder: RunFolder) -> None:
+    if not losses:
+        return
+    finite = torch.isfinite(torch.stack(losses))
+    if not bool(finite.all()):
+        bad_step = last_step - len(losses) + 1 + int((~finite).nonzero()[0])
+        kept = (f"the last good checkpoint in {folder.path} is kept" if folder.path == folder.final
+                else "no checkpoint had been written yet, so no run folder was left")
+        raise VaelabError(f"loss became {torch.stack(losses)[~finite][0].item()} in epoch {epoch}, "
+                          f"step {bad_step}; training stopped and {kept}; try a lower --lr")
+
+
+def save_run_state(folder: RunFolder, model, optimizer, progress: Progress, history: list[dict]) -> None:
+    save_checkpoint(folder.path / CHECKPOINT, model, optimizer, progress)
+    write_tensors(folder.path / WEIGHTS, model.state_dict(), {"format": "vaelab-weights-1"})
+    write_metrics(folder.path, history)
+    folder.commit()
+
+
+def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> Path:
+    """Train a new run into the folder `out` and return its path."""
+    config = validate(config)
+    out = Path(out)
+    check_writable_folder(out)
+    device = resolve_device(config.train.device)
+    data = load_dataset(config.data.dataset, config.data.data_dir)
+    config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model).to(device)
+    optimizer = make_optimizer(model, config)
+    folder = RunFolder.staged(out)
+    write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
+                                      "versions": versions(), "device": str(device)})
+    log.info("training %s (%s, latent %d) on %s for %d epochs -> %s", config.model.model, config.model.arch,
+             config.model.latent_dim, data.name, config.train.epochs, out)
+    try:
+        if config.train.epochs == 0:
+            save_run_state(folder, model, optimizer, Progress(), [])
+        fit(model, optimizer, data, config, folder, Progress(), device, show_progress)
+    finally:
+        folder.discard()  # only does something when nothing was committed
+    return folder.final
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: bool = True) -> Path:
+    """Continue a run from its checkpoint, optionally to a new total number of epochs."""
+    run_dir = Path(run_dir)
+    config, raw = read_config(run_dir)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise VaelabError(f"{run_dir} has no {CHECKPOINT} to resume from")
+    if epochs is not None:
+        config = config.replace(train={"epochs": epochs})
+    config = validate(config)
+    device = resolve_device(config.train.device)
+    data = load_dataset(config.data.dataset, config.data.data_dir)
+    if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
+        raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
+                          f"(checksum mismatch); point --data-dir at the original files")
+    model = build_model(config.model).to(device)
+    optimizer = make_optimizer(model, config)
+    progress = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
+    if progress.epoch >= config.train.epochs and progress.step == 0:
+        log.info("%s already has %d of %d epochs; nothing to do (pass --epochs to train longer)",
+                 run_dir, progress.epoch, config.train.epochs)
+        return run_dir
+    write_json(run_dir / CONFIG, {**raw, **config.to_dict()})
+    log.info("resuming %s at epoch %d step %d, to %d epochs", run_dir, progress.epoch + 1, progress.step,
+             config.train.epochs)
+    fit(model, optimizer, data, config, RunFolder(run_dir, run_dir), progress, device, show_progress)
+    return run_dir
