@@ -55,15 +55,21 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     atomic_write(path, save(tensors, metadata=metadata))
 
 
-def check_writable_folder(out: Path) -> None:
-    """Fail before any work if `out` cannot become a new run folder."""
+def refuse_existing(out: Path) -> None:
+    """A new run never writes over an existing folder's contents."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise VaelabError(f"{out} already exists and is not empty; choose another --out or resume it with --resume")
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise VaelabError(f"cannot write to {out}: {parent} is not writable")
+
+
+def check_writable_folder(out: Path) -> None:
+    """Fail before any work if `out` cannot become a new run folder (tried, not guessed:
+    permission bits say little when running as root or on read-only mounts)."""
+    refuse_existing(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as exc:
+        raise VaelabError(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
 def is_run(run_dir: Path) -> bool:
@@ -95,9 +101,11 @@ def load_state(model: torch.nn.Module, path: Path, prefix: str = "") -> None:
     missing, unexpected = set(expected) - set(state), set(state) - set(expected)
     wrong = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]
     if missing or unexpected or wrong:
-        detail = (f"missing {sorted(missing)[:3]}" if missing else
-                  f"unexpected {sorted(unexpected)[:3]}" if unexpected else
-                  f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, the model has {tuple(expected[wrong[0]].shape)}")
+        if missing or unexpected:
+            detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
+        else:
+            detail = (f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, "
+                      f"the model needs {tuple(expected[wrong[0]].shape)}")
         raise VaelabError(f"{path} does not fit the architecture in config.json ({detail})")
     model.load_state_dict(state)
 

@@ -37,12 +37,12 @@ def parse_idx(data: bytes, path: Path, magic: int) -> np.ndarray:
     """Parse IDX bytes into an uint8 array, checking magic, dimensions and size."""
     ndim = 3 if magic == IMAGES_MAGIC else 1
     header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise VaelabError(f"{path}: only {len(data)} bytes, shorter than an IDX header")
-    found = int.from_bytes(data[0:4], "big")
-    if found != magic:
+    found = int.from_bytes(data[0:4], "big") if len(data) >= 4 else None
+    if found is not None and found != magic:
         kind = "image" if magic == IMAGES_MAGIC else "label"
         raise VaelabError(f"{path}: wrong magic number {found} (an IDX {kind} file has {magic})")
+    if len(data) < header_size:
+        raise VaelabError(f"{path}: only {len(data)} bytes, shorter than an IDX header")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header_size + int(np.prod(dims))
     if len(data) != expected:

@@ -99,6 +99,7 @@ class IdxSource:
             found = self.find_in(Path(data_dir))
             if found is not None:
                 return self.read(found)
+            self.refuse_partial(Path(data_dir))
             log.info("%s: not in data dir %s, trying the cache", self.name, data_dir)
         cached = self.find_in(cache_dir())
         if cached is not None:
@@ -111,6 +112,14 @@ class IdxSource:
         except OSError as exc:
             raise VaelabError(self.missing_message(data_dir, f"download failed: {exc}")) from None
         return self.read(folder)
+
+    def refuse_partial(self, data_dir: Path) -> None:
+        """Some but not all four files in a folder is a mistake worth naming, not a reason to download."""
+        for candidate in (data_dir, data_dir / self.name):
+            present = [f for f in IDX_FILES if (candidate / f).is_file() or (candidate / f.removesuffix(".gz")).is_file()]
+            if present:
+                missing = [f for f in IDX_FILES if f not in present]
+                raise VaelabError(f"{candidate} has {', '.join(present)} but is missing {', '.join(missing)}")
 
     def missing_message(self, data_dir: Path | None, why: str) -> str:
         where = f"not in {data_dir}, " if data_dir else ""

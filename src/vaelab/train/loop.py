@@ -37,8 +37,8 @@ from vaelab.config import RunConfig, validate
 from vaelab.data import ImageData, fixed_test_pixels, load_dataset, pixel_transform
 from vaelab.errors import VaelabError
 from vaelab.models import build_model
-from vaelab.runs import (CHECKPOINT, CONFIG, METRICS, WEIGHTS, check_writable_folder, read_config, read_metrics,
-                         write_json, write_metrics, write_tensors)
+from vaelab.runs import (CHECKPOINT, CONFIG, WEIGHTS, check_writable_folder, read_config, read_metrics,
+                         refuse_existing, write_json, write_metrics, write_tensors)
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.evaluation import loss_terms
 
@@ -151,9 +151,11 @@ def fit(model, optimizer, data: ImageData, config: RunConfig, folder: RunFolder,
                     torch.randperm(n), 0, {}, 0.0
             order = progress.permutation.to(device)
             sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in progress.sums.items()}
+            zero = torch.zeros((), dtype=torch.float64)
             recent_losses: list[torch.Tensor] = []
             bar = tqdm(total=n, initial=min(progress.step * batch_size, n), unit="img", leave=False,
-                       desc=f"epoch {epoch}/{config.train.epochs}", disable=None if show_progress else True, dynamic_ncols=True)  # None: off when not a terminal
+                       desc=f"epoch {epoch}/{config.train.epochs}", dynamic_ncols=True,
+                       disable=None if show_progress else True)  # None: off when not a terminal
             started = time.perf_counter()
             for step, index in epoch_batches(n, batch_size, order, progress.step):
                 x = pixels(images[index])
@@ -163,7 +165,7 @@ def fit(model, optimizer, data: ImageData, config: RunConfig, folder: RunFolder,
                 optimizer.step()
 
                 for name, value in terms.items():
-                    sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64)) + value.detach().cpu().double() * len(index)
+                    sums[name] = sums.get(name, zero) + value.detach().cpu().double() * len(index)
                 recent_losses.append(terms["loss"].detach())
                 progress.step, progress.images_seen = step + 1, progress.images_seen + len(index)
                 if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
@@ -222,13 +224,14 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
     """Train a new run into the folder `out` and return its path."""
     config = validate(config)
     out = Path(out)
-    check_writable_folder(out)
+    refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
     device = resolve_device(config.train.device)
     data = load_dataset(config.data.dataset, config.data.data_dir)
     config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
     torch.manual_seed(config.train.seed)
     model = build_model(config.model).to(device)
     optimizer = make_optimizer(model, config)
+    check_writable_folder(out)
     folder = RunFolder.staged(out)
     write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
                                       "versions": versions(), "device": str(device)})

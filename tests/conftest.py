@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny IDX datasets made from the built-in MNIST sample, and the real data when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaelab.data import load_dataset
+from vaelab.data.idx import write_idx
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_idx_dataset(folder: Path, train_x, train_y, test_x, test_y) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte.gz", train_x), ("train-labels-idx1-ubyte.gz", train_y),
+                        ("t10k-images-idx3-ubyte.gz", test_x), ("t10k-labels-idx1-ubyte.gz", test_y)):
+        write_idx(folder / name, array.numpy() if isinstance(array, torch.Tensor) else array)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    return load_dataset("mnist-sample")
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, mnist_sample) -> Path:
+    """A 256/64-image 'mnist' in IDX form (real digits from the sample), for fast training tests."""
+    d = mnist_sample
+    return write_idx_dataset(tmp_path_factory.mktemp("tiny") / "mnist",
+                             d.train_images[:256, 0], d.train_labels[:256].to(torch.uint8),
+                             d.test_images[:64, 0], d.test_labels[:64].to(torch.uint8))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Never read or write the user's cache, never pick up a data dir from the environment."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("VAELAB_DATA_DIR", raising=False)
