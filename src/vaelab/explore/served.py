@@ -1,0 +1,164 @@
+"""The run folders the explorer serves: each model loaded once, its test-set codes computed once.
+
+Plain PyTorch and NumPy, no HTTP: the server only validates requests and calls
+these methods in worker threads. Inference is read-only (eval mode, inference
+mode), so threads may decode with the same model at the same time.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaelab.data import ImageData, cache_dir, fixed_test_pixels, load_dataset
+from vaelab.errors import VaelabError
+from vaelab.metrics.classifier import Recipe, ReferenceClassifier, load_cached
+from vaelab.runs import load, read_config
+
+ENCODE_BATCH = 1000  # test images encoded per forward pass at start-up
+CACHE_ENTRIES = 2048  # identical decode / classify requests answered from memory, per run
+CODE_DECIMALS = 4  # codes are sent rounded: far finer than a screen pixel, a third of the JSON
+
+
+Points = tuple[tuple[float, ...], ...]  # hashable latent points, the cache key
+FoundClassifier = tuple[ReferenceClassifier | None, str | None]  # the classifier, or why there is none
+
+
+def cached_classifier(data: ImageData) -> FoundClassifier:
+    """The dataset's reference classifier if the metrics have already trained and cached it.
+
+    The explorer never trains one itself: that takes minutes, and start-up should take seconds.
+    """
+    folder = cache_dir() / "classifiers" / data.identity()["sha256"][:16]  # where vaelab.metrics caches it
+    found = load_cached(folder, data, Recipe())
+    if found is None:
+        return None, (f"no reference classifier cached for {data.name} yet (the sample-quality metrics "
+                      f"train and cache one)")
+    return found, None
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images in [0, 1] -> uint8 [N, C, H, W], rounded as an 8-bit PNG would store them."""
+    return images.mul(255).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def png_strip(images: np.ndarray) -> bytes:
+    """uint8 images [N, C, H, W] side by side in one PNG (grey for C = 1, RGB for C = 3)."""
+    n, c, h, w = images.shape
+    strip = images.transpose(2, 0, 3, 1).reshape(h, n * w, c)
+    out = io.BytesIO()
+    Image.fromarray(strip[:, :, 0] if c == 1 else strip).save(out, format="PNG")
+    return out.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def principal_axes(codes: torch.Tensor) -> dict[str, list]:
+    """Mean and the two leading principal directions of the codes: the default 2-D view of a larger latent."""
+    mean = codes.mean(0)
+    _, _, vh = torch.linalg.svd(codes - mean, full_matrices=False)
+    return {"mean": mean.tolist(), "axes": vh[:2].tolist()}
+
+
+class ServedRun:
+    """One run: its model, test set and test-set codes, and the answers the API gives about them."""
+
+    def __init__(self, run_id: str, run_dir: Path, model: torch.nn.Module, data: ImageData,
+                 pixels: str, classifier: ReferenceClassifier | None, classifier_reason: str | None):
+        self.id, self.name, self.model, self.data = run_id, run_dir.name, model, data
+        self.classifier, self.classifier_reason = classifier, classifier_reason
+        self.latent_dim = model.config.latent_dim
+        self.image_shape = tuple(model.config.image_shape)
+        self.test_x = fixed_test_pixels(data.test_images, pixels)
+        with torch.inference_mode():
+            codes = torch.cat([model.encode(batch) for batch in self.test_x.split(ENCODE_BATCH)])
+        # the largest response never changes: render it once
+        self.codes_json = json.dumps({
+            "run": run_id, "latent_dim": self.latent_dim,
+            "codes": np.round(codes.numpy().astype(np.float64), CODE_DECIMALS).tolist(),
+            "labels": data.test_labels.tolist(), "classes": list(data.classes),
+            "low": codes.min(0).values.tolist(), "high": codes.max(0).values.tolist(),
+            "pca": principal_axes(codes)}).encode()
+        self.decode = functools.lru_cache(CACHE_ENTRIES)(self._decode)
+        self.classify = functools.lru_cache(CACHE_ENTRIES)(self._classify)
+
+    def info(self) -> dict:
+        config, classifier = self.model.config, self.classifier
+        about_classifier = None if classifier is None else {"dataset": classifier.dataset,
+                                                            "test_accuracy": classifier.test_accuracy}
+        return {"id": self.id, "name": self.name, "model": config.model, "arch": config.arch,
+                "latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
+                "dataset": self.data.name, "n_test": len(self.test_x), "classes": list(self.data.classes),
+                "classifier": about_classifier, "classifier_reason": self.classifier_reason}
+
+    def _decode(self, z: Points, fmt: str) -> bytes:
+        """The decoder's mean images for latent points, as a PNG strip or raw uint8 [N, C, H, W] bytes."""
+        with torch.inference_mode():
+            images = to_uint8(self.model.decode(torch.tensor(z, dtype=torch.float32)))
+        return png_strip(images) if fmt == "png" else images.tobytes()
+
+    def _classify(self, z: Points) -> tuple[list[int], list[float]]:
+        """The reference classifier's guess and confidence for the image decoded at each point."""
+        with torch.inference_mode():
+            _, probs = self.classifier.outputs(self.model.decode(torch.tensor(z, dtype=torch.float32)))
+        confidence, label = probs.max(1)
+        return label.tolist(), [round(c, 4) for c in confidence.tolist()]
+
+    def reconstruct(self, x: torch.Tensor) -> dict:
+        """Code and reconstruction of one image x [C, H, W] in [0, 1]."""
+        with torch.inference_mode():
+            code = self.model.encode(x[None])
+            reconstruction = to_uint8(self.model.decode(code))
+        return {"code": code[0].tolist(), "input": data_url(png_strip(to_uint8(x[None]))),
+                "reconstruction": data_url(png_strip(reconstruction))}
+
+
+def run_id(name: str, taken: dict) -> str:
+    """A URL-safe id from the folder name, made unique with a suffix: runs/vae and old/vae -> vae, vae-2."""
+    base = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.") or "run"
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def load_runs(run_dirs: list[str | Path],
+              find_classifier: Callable[[ImageData], FoundClassifier] = cached_classifier,
+              ) -> dict[str, ServedRun]:
+    """Load every run (each dataset and reference classifier once) before serving, so a bad
+    folder fails at start-up with a one-line error and requests never touch the disk."""
+    if not run_dirs:
+        raise VaelabError("name at least one run folder to explore")
+    datasets: dict[tuple, ImageData] = {}
+    classifiers: dict[tuple, FoundClassifier] = {}
+    runs: dict[str, ServedRun] = {}
+    for run_dir in map(Path, run_dirs):
+        config, _ = read_config(run_dir)
+        if config.model.latent_dim < 2:
+            raise VaelabError(f"{run_dir}: the explorer shows a plane of the latent space, which needs "
+                              f"latent_dim >= 2 (this run has {config.model.latent_dim})")
+        model = load(run_dir)
+        key = (config.data.dataset, config.data.data_dir)
+        if key not in datasets:
+            datasets[key] = load_dataset(*key)
+        data = datasets[key]
+        if tuple(data.image_shape) != tuple(config.model.image_shape):
+            raise VaelabError(f"{run_dir}: {data.name} images are {data.image_shape}, but the model was "
+                              f"trained on {tuple(config.model.image_shape)}")
+        if key not in classifiers:
+            classifiers[key] = find_classifier(data)
+        rid = run_id(run_dir.name, runs)
+        runs[rid] = ServedRun(rid, run_dir, model, data, config.data.pixels, *classifiers[key])
+    return runs

@@ -1,0 +1,221 @@
+"""The explorer's ASGI app: a small JSON API over the served runs, plus one static page.
+
+Requests are validated at the edge (pydantic models, a body-size cap, the run's
+latent size) and answered with 4xx `{"detail": "..."}` errors; model work runs
+in worker threads so a large request never blocks the event loop. Runs are
+addressed by id only: no request names a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from vaelab import __version__
+from vaelab.errors import VaelabError
+from vaelab.explore.served import ServedRun, cached_classifier, load_runs
+
+STATIC = Path(__file__).parent / "static"
+MAX_POINTS = 1024  # latent points per decode / classify request (a 32 x 32 overlay grid)
+LATENT_BOUND = 1e3  # |coordinate| limit: far outside any trained code, small enough to stay finite
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1024 points of latent size 32 written out in full fit easily
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-LATENT_BOUND, le=LATENT_BOUND)]
+
+
+class Points(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    z: list[list[Coordinate]] = Field(min_length=1, max_length=MAX_POINTS,
+                                      description="latent points, each with latent_dim coordinates")
+
+
+class DecodeRequest(Points):
+    format: Literal["png", "raw"] = Field("png", description="png: one image strip; raw: uint8 bytes [N, C, H, W]")
+
+
+class ReconstructRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int | None = Field(None, ge=0, description="a test-set image, by position")
+    pixels: list[Annotated[float, Field(allow_inf_nan=False, ge=0, le=1)]] | None = Field(
+        None, description="or an image of the run's shape, C*H*W grey levels in [0, 1], row-major")
+
+    @model_validator(mode="after")
+    def one_source(self) -> ReconstructRequest:
+        if (self.index is None) == (self.pixels is None):
+            raise ValueError("give exactly one of 'index' and 'pixels'")
+        return self
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether announced or streamed (ASGI middleware)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit():
+            return await JSONResponse({"detail": "invalid Content-Length header"}, 400)(scope, receive, send)
+        if int(declared) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        body, more = bytearray(), True
+        while more:  # buffer the (small) body so its true size is known before the app sees it
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's list of errors as one sentence: where, what, and how many more."""
+    errors = exc.errors()
+    first = errors[0]
+    what = str(first.get("ctx", {}).get("error", first["msg"]))  # without pydantic's "Value error, " prefix
+    if first["type"] == "json_invalid":
+        message = f"malformed JSON body: {what}"
+    else:
+        where = ".".join(str(part) for part in first["loc"] if part != "body")
+        message = f"{where}: {what}" if where else what
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return JSONResponse({"detail": message}, status_code=422)
+
+
+def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) -> FastAPI:
+    """The explorer for these run folders, loaded now (a bad folder raises VaelabError here).
+
+    `find_classifier(data) -> (classifier or None, reason)` supplies the overlay's reference classifier."""
+    runs = load_runs(run_dirs, find_classifier)
+    app = FastAPI(title="vaelab explore", version=__version__,
+                  description="Move through the latent spaces of trained vaelab runs. See docs/explore.md.")
+    app.state.runs = runs
+    app.add_exception_handler(RequestValidationError, one_line_validation_error)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def get_run(run_id: str) -> ServedRun:
+        if run_id not in runs:
+            raise HTTPException(404, f"unknown run {run_id!r}; served runs: {', '.join(runs)}")
+        return runs[run_id]
+
+    def checked_points(run: ServedRun, z: list[list[float]]) -> tuple[tuple[float, ...], ...]:
+        for i, point in enumerate(z):
+            if len(point) != run.latent_dim:
+                raise HTTPException(422, f"z.{i}: has {len(point)} coordinates, run {run.id!r} has "
+                                         f"latent_dim {run.latent_dim}")
+        return tuple(map(tuple, z))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/runs", summary="The served runs and the request limits")
+    def list_runs() -> dict:
+        return {"runs": [run.info() for run in runs.values()],
+                "limits": {"max_points": MAX_POINTS, "latent_bound": LATENT_BOUND, "max_body_bytes": MAX_BODY_BYTES}}
+
+    @app.get("/api/runs/{run_id}/codes", summary="Test-set codes (posterior means), labels, ranges and PCA axes")
+    def codes(run_id: str) -> Response:
+        return Response(get_run(run_id).codes_json, media_type="application/json")
+
+    @app.post("/api/runs/{run_id}/decode", summary="Decode latent points to images (PNG strip or raw bytes)",
+              responses={200: {"content": {"image/png": {}, "application/octet-stream": {}}}})
+    async def decode(run_id: str, request: DecodeRequest) -> Response:
+        run = get_run(run_id)
+        data = await run_in_threadpool(run.decode, checked_points(run, request.z), request.format)
+        shape = ",".join(map(str, (len(request.z), *run.image_shape)))
+        media = "image/png" if request.format == "png" else "application/octet-stream"
+        return Response(data, media_type=media, headers={"X-Image-Shape": shape})
+
+    @app.post("/api/runs/{run_id}/classify", summary="The reference classifier's guess for decoded latent points")
+    async def classify(run_id: str, request: Points) -> dict:
+        run = get_run(run_id)
+        if run.classifier is None:
+            raise HTTPException(409, run.classifier_reason)
+        labels, confidence = await run_in_threadpool(run.classify, checked_points(run, request.z))
+        return {"labels": labels, "confidence": confidence}
+
+    @app.post("/api/runs/{run_id}/reconstruct", summary="Code and reconstruction of a test image or given pixels")
+    async def reconstruct(run_id: str, request: ReconstructRequest) -> dict:
+        run = get_run(run_id)
+        if request.index is not None:
+            if request.index >= len(run.test_x):
+                raise HTTPException(422, f"index: {request.index} is past the last test image "
+                                         f"({len(run.test_x) - 1})")
+            x, label = run.test_x[request.index], int(run.data.test_labels[request.index])
+        else:
+            expected = torch.Size(run.image_shape).numel()
+            if len(request.pixels) != expected:
+                raise HTTPException(422, f"pixels: has {len(request.pixels)} values, run {run.id!r} takes "
+                                         f"{'x'.join(map(str, run.image_shape))} = {expected}")
+            x, label = torch.tensor(request.pixels, dtype=torch.float32).view(run.image_shape), None
+        return {"label": label, **await run_in_threadpool(run.reconstruct, x)}
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, so a busy port or unknown host is a one-line error before serving starts."""
+    if not 0 <= port <= 65535:
+        raise VaelabError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise VaelabError(f"--host {host}: cannot resolve ({exc.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise VaelabError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+    return sock
+
+
+def serve(run_dirs: list[str | Path], host: str, port: int) -> None:
+    """Load the runs, bind, print the URL and serve until Ctrl-C."""
+    app = create_app(run_dirs)
+    sock = bind(host, port)
+    address, bound_port = sock.getsockname()[:2]
+    if not ipaddress.ip_address(address).is_loopback:
+        print(f"vaelab: warning: {host} is not a loopback address; anyone who can reach this machine can use "
+              f"the explorer (it has no authentication)", file=sys.stderr)
+    shown = f"[{address}]" if ":" in address else address
+    print(f"vaelab explore: serving {len(run_dirs)} run(s) at http://{shown}:{bound_port} (Ctrl-C to stop)",
+          flush=True)
+    # Requests are small and many: one core per request (in parallel threads) beats splitting
+    # each tiny forward pass over all cores, which only adds synchronisation.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,389 @@
+"use strict";
+// vaelab explore: one panel per served run, drawn on plain canvases from the JSON API (docs/explore.md).
+// A panel shows a plane of the latent space: two chosen dimensions (the others set by sliders) or the
+// PCA plane of the test codes. Screen pixels map to plane coordinates (u, v) and those to a full code z.
+
+const PALETTE = [[68, 119, 170], [238, 102, 119], [34, 136, 51], [204, 187, 68], [102, 204, 238],
+                 [170, 51, 119], [120, 120, 120], [238, 136, 102], [51, 34, 136], [17, 119, 51]];
+const UNSURE = [70, 70, 70];  // overlay colour where the classifier has no idea: the "holes"
+const STRIP_STEPS = 10;       // images in the interpolation strip, both pins included
+const OVERLAY_GRID = 24;      // overlay cells per side: 576 decodes + classifications per view
+const SIZE = 460;             // scatter side in CSS pixels
+let limits;
+
+const colour = (label, alpha = 1) => `rgba(${PALETTE[label % PALETTE.length]},${alpha})`;
+const showError = message => { document.getElementById("error").textContent = message; };
+
+async function api(path, body, binary = false) {
+  const init = body === undefined ? {} :
+    {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)};
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    const detail = await response.json().then(j => j.detail, () => response.statusText);
+    throw new Error(`${path}: ${detail}`);
+  }
+  return binary ? new Uint8Array(await response.arrayBuffer()) : response.json();
+}
+
+// Run `task` for the newest argument only, one call at a time: a fast mouse never queues stale requests.
+function latestOnly(task, onBusy = () => {}) {
+  let next = null, busy = false;
+  const pump = async () => {
+    if (busy) return;
+    if (next === null) { onBusy(false); return; }
+    const arg = next;
+    next = null;
+    busy = true;
+    onBusy(true);
+    try { await task(arg); } catch (error) { showError(error.message); }
+    busy = false;
+    pump();
+  };
+  return arg => { next = arg; pump(); };
+}
+
+// Raw uint8 images [n, c, h, w] side by side on a canvas.
+function paint(canvas, bytes, n, [c, h, w]) {
+  canvas.width = n * w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d"), image = ctx.createImageData(n * w, h), plane = h * w;
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < plane; p++) {
+      const src = i * c * plane + p, dst = 4 * (Math.floor(p / w) * n * w + i * w + (p % w));
+      for (let k = 0; k < 3; k++) image.data[dst + k] = bytes[src + (c === 1 ? 0 : k * plane)];
+      image.data[dst + 3] = 255;
+    }
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+const dot = (a, b) => a.reduce((sum, x, i) => sum + x * b[i], 0);
+const fmt = z => z.map(x => x.toFixed(2)).join(", ");
+
+class Panel {
+  constructor(run) {
+    this.run = run;
+    this.base = `/api/runs/${encodeURIComponent(run.id)}`;
+    this.el = document.getElementById("panel-template").content.firstElementChild.cloneNode(true);
+    this.el.dataset.run = run.id;
+    this.q = selector => this.el.querySelector(selector);
+    this.scatter = this.q(".scatter");
+    this.ctx = this.scatter.getContext("2d");
+    this.pins = [];
+    this.encoded = null;   // code of the picked or dropped image
+    this.overlay = null;   // {rect: [u0, v0, u1, v1], canvas} from the classifier
+    this.cursor = null;    // last hovered screen position, re-decoded when a slider moves
+    this.q(".name").textContent = run.name;
+    this.q(".about").textContent =
+      `${run.model} · ${run.arch} · ${run.latent_dim}-D latent · ${run.dataset} (${run.n_test} test images)`;
+    this.decode = latestOnly(z => this.showDecoded(z), busy => { this.el.dataset.decoding = busy ? "1" : "0"; });
+    this.strip = latestOnly(pins => this.showStrip(pins));
+    this.shade = latestOnly(grid => this.showOverlay(grid));
+    document.getElementById("panels").append(this.el);
+  }
+
+  async load() {
+    const data = await api(`${this.base}/codes`);
+    this.codes = data.codes;
+    this.labels = data.labels;
+    this.classes = data.classes;
+    this.pca = data.pca;
+    this.low = data.low;
+    this.high = data.high;
+    this.values = [...data.pca.mean];  // the code the sliders edit: starts at the codes' mean
+    this.order = [...this.labels.keys()].sort((a, b) => this.labels[a] - this.labels[b]);
+    this.buildControls();
+    this.bindPointer();
+    this.setAxes();
+  }
+
+  buildControls() {
+    const d = this.run.latent_dim, [mode, dimX, dimY] = [".mode", ".dim-x", ".dim-y"].map(this.q);
+    this.q(".axes").hidden = d === 2;
+    for (const select of [dimX, dimY]) {
+      for (let k = 0; k < d; k++) select.add(new Option(`z${k}`, k));
+    }
+    dimY.value = 1;
+    this.dims = [0, 1];
+    for (const [select, which] of [[dimX, 0], [dimY, 1]]) {
+      select.addEventListener("change", () => {
+        const other = 1 - which, chosen = Number(select.value);
+        if (chosen === this.dims[other]) {  // the same dimension on both axes: swap them
+          this.dims[other] = this.dims[which];
+          (other ? dimY : dimX).value = this.dims[other];
+        }
+        this.dims[which] = chosen;
+        this.setAxes();
+      });
+    }
+    mode.addEventListener("change", () => this.setAxes());
+    const overlay = this.q(".overlay");
+    overlay.disabled = !this.run.classifier;
+    this.q(".overlay-toggle").title = this.run.classifier_reason ||
+      "shade the plane by the reference classifier's confidence in the decoded image";
+    overlay.addEventListener("change", () => { this.overlay = null; this.requestOverlay(); this.draw(); });
+    this.q(".unpin").addEventListener("click", () => { this.pins = []; this.showPins(); });
+    this.q(".legend").innerHTML = this.classes.map((name, i) => `<span><i style="background:${colour(i)}">` +
+      `</i>${name}</span>`).join("") + (this.run.classifier ? " <span>overlay: class colour = guess, grey = unsure</span>" : "");
+  }
+
+  // The plane shown: (u, v) are either two code dimensions or the two leading PCA directions.
+  project(z) {
+    if (this.mode === "pca") {
+      const centred = z.map((x, i) => x - this.pca.mean[i]);
+      return [dot(centred, this.pca.axes[0]), dot(centred, this.pca.axes[1])];
+    }
+    return [z[this.dims[0]], z[this.dims[1]]];
+  }
+
+  lift(u, v) {
+    let z;
+    if (this.mode === "pca") {
+      z = this.pca.mean.map((m, i) => m + u * this.pca.axes[0][i] + v * this.pca.axes[1][i]);
+    } else {
+      z = [...this.values];
+      z[this.dims[0]] = u;
+      z[this.dims[1]] = v;
+    }
+    return z.map(x => Math.max(-limits.latent_bound, Math.min(limits.latent_bound, x)));
+  }
+
+  toScreen([u, v]) { return [SIZE / 2 + (u - this.view.u) * this.view.scale, SIZE / 2 - (v - this.view.v) * this.view.scale]; }
+  toPlane(x, y) { return [this.view.u + (x - SIZE / 2) / this.view.scale, this.view.v - (y - SIZE / 2) / this.view.scale]; }
+
+  setAxes() {
+    this.mode = this.run.latent_dim === 2 ? "dims" : this.q(".mode").value;
+    this.q(".dim-x").disabled = this.q(".dim-y").disabled = this.mode === "pca";
+    this.projected = this.codes.map(z => this.project(z));
+    const us = this.projected.map(p => p[0]), vs = this.projected.map(p => p[1]);
+    const [u0, u1, v0, v1] = [Math.min(...us), Math.max(...us), Math.min(...vs), Math.max(...vs)];
+    this.view = {u: (u0 + u1) / 2, v: (v0 + v1) / 2, scale: 0.9 * SIZE / Math.max(u1 - u0, v1 - v0, 1e-6)};
+    this.buildSliders();
+    this.overlay = null;
+    this.requestOverlay();
+    this.draw();
+  }
+
+  buildSliders() {
+    const box = this.q(".sliders");
+    box.replaceChildren();
+    if (this.mode === "pca" || this.run.latent_dim === 2) return;
+    for (let k = 0; k < this.run.latent_dim; k++) {
+      if (this.dims.includes(k)) continue;
+      const label = document.createElement("label"), slider = document.createElement("input");
+      Object.assign(slider, {type: "range", min: this.low[k], max: this.high[k],
+                             step: (this.high[k] - this.low[k]) / 200 || 0.01, value: this.values[k]});
+      slider.dataset.dim = k;
+      slider.addEventListener("input", () => {
+        this.values[k] = Number(slider.value);
+        this.overlay = null;
+        this.requestOverlay();
+        if (this.cursor) this.decode(this.lift(...this.toPlane(...this.cursor)));
+        this.draw();
+      });
+      label.append(`z${k}`, slider);
+      box.append(label);
+    }
+  }
+
+  bindPointer() {
+    const canvas = this.scatter;
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = canvas.height = SIZE * dpr;
+    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    let drag = null;
+    canvas.addEventListener("pointerdown", e => {
+      drag = {x: e.offsetX, y: e.offsetY, u: this.view.u, v: this.view.v, moved: false};
+      canvas.setPointerCapture(e.pointerId);
+    });
+    canvas.addEventListener("pointermove", e => {
+      if (drag) {
+        const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
+        drag.moved ||= Math.hypot(dx, dy) > 3;
+        if (!drag.moved) return;
+        this.view.u = drag.u - dx / this.view.scale;
+        this.view.v = drag.v + dy / this.view.scale;
+        this.requestOverlay();
+        this.draw();
+        return;
+      }
+      this.cursor = [e.offsetX, e.offsetY];
+      this.decode(this.lift(...this.toPlane(e.offsetX, e.offsetY)));
+    });
+    canvas.addEventListener("pointerup", e => {
+      if (drag && !drag.moved) this.pin(this.lift(...this.toPlane(e.offsetX, e.offsetY)));
+      drag = null;
+    });
+    canvas.addEventListener("wheel", e => {
+      e.preventDefault();
+      const [u, v] = this.toPlane(e.offsetX, e.offsetY), factor = Math.exp(-e.deltaY * 0.0015);
+      this.view.scale *= factor;
+      this.view.u = u - (u - this.view.u) / factor;  // keep the point under the cursor in place
+      this.view.v = v - (v - this.view.v) / factor;
+      this.requestOverlay();
+      this.draw();
+    }, {passive: false});
+  }
+
+  draw() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = null;
+      const ctx = this.ctx;
+      ctx.clearRect(0, 0, SIZE, SIZE);
+      if (this.overlay && this.q(".overlay").checked) {
+        const [u0, v0, u1, v1] = this.overlay.rect, [x0, y0] = this.toScreen([u0, v1]), [x1, y1] = this.toScreen([u1, v0]);
+        ctx.imageSmoothingEnabled = true;
+        ctx.drawImage(this.overlay.canvas, x0, y0, x1 - x0, y1 - y0);
+      }
+      let label = -1;
+      for (const i of this.order) {  // sorted by label: one fillStyle change per class
+        if (this.labels[i] !== label) { label = this.labels[i]; ctx.fillStyle = colour(label, 0.75); }
+        const [x, y] = this.toScreen(this.projected[i]);
+        if (x > -2 && y > -2 && x < SIZE + 2 && y < SIZE + 2) ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+      }
+      const marks = this.pins.map(z => this.toScreen(this.project(z)));
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 1.5;
+      if (marks.length === 2) {
+        ctx.beginPath(); ctx.moveTo(...marks[0]); ctx.lineTo(...marks[1]); ctx.stroke();
+      }
+      for (const [x, y] of marks) {
+        ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.fillStyle = "#fff"; ctx.fill(); ctx.stroke();
+      }
+      if (this.encoded) {
+        const [x, y] = this.toScreen(this.project(this.encoded));
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = "#d00";
+        ctx.beginPath(); ctx.arc(x, y, 9, 0, 2 * Math.PI); ctx.stroke();
+      }
+    });
+  }
+
+  async showDecoded(z) {
+    const overlay = this.q(".overlay").checked;
+    const [bytes, guess] = await Promise.all([
+      api(`${this.base}/decode`, {z: [z], format: "raw"}, true),
+      overlay ? api(`${this.base}/classify`, {z: [z]}) : null]);
+    const canvas = this.q(".decoded");
+    paint(canvas, bytes, 1, this.run.image_shape);
+    canvas.dataset.z = JSON.stringify(z);
+    this.q(".readout").textContent = `z = (${fmt(z)})`;
+    this.q(".guess").textContent = guess ?
+      `classifier: ${this.classes[guess.labels[0]]} (${Math.round(100 * guess.confidence[0])}% sure)` : "";
+  }
+
+  pin(z) {
+    this.pins = [...this.pins, z].slice(-2);
+    this.showPins();
+  }
+
+  showPins() {
+    this.el.dataset.pins = this.pins.length;
+    this.q(".strip").hidden = this.pins.length < 2;
+    if (this.pins.length === 2) this.strip(this.pins);
+    this.draw();
+  }
+
+  async showStrip([a, b]) {
+    const zs = Array.from({length: STRIP_STEPS}, (_, s) => a.map((x, i) => x + (b[i] - x) * s / (STRIP_STEPS - 1)));
+    const bytes = await api(`${this.base}/decode`, {z: zs, format: "raw"}, true);
+    const canvas = this.q(".strip");
+    paint(canvas, bytes, STRIP_STEPS, this.run.image_shape);
+    canvas.dataset.z = JSON.stringify(zs);
+  }
+
+  // Classify the decoded images on a grid over the visible plane, after the view settles.
+  requestOverlay() {
+    clearTimeout(this.overlayTimer);
+    if (!this.q(".overlay").checked) return;
+    this.overlayTimer = setTimeout(() => {
+      const [u0, v1] = this.toPlane(0, 0), [u1, v0] = this.toPlane(SIZE, SIZE), n = OVERLAY_GRID, zs = [];
+      for (let row = 0; row < n; row++) {
+        for (let col = 0; col < n; col++) {
+          zs.push(this.lift(u0 + (col + 0.5) * (u1 - u0) / n, v1 - (row + 0.5) * (v1 - v0) / n));
+        }
+      }
+      this.shade({rect: [u0, v0, u1, v1], zs});
+    }, 150);
+  }
+
+  async showOverlay({rect, zs}) {
+    const {labels, confidence} = await api(`${this.base}/classify`, {z: zs});
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = OVERLAY_GRID;
+    const ctx = canvas.getContext("2d"), image = ctx.createImageData(OVERLAY_GRID, OVERLAY_GRID);
+    labels.forEach((label, i) => {
+      const sure = confidence[i], rgb = PALETTE[label % PALETTE.length];
+      for (let k = 0; k < 3; k++) image.data[4 * i + k] = sure * rgb[k] + (1 - sure) * UNSURE[k];
+      image.data[4 * i + 3] = 120;
+    });
+    ctx.putImageData(image, 0, 0);
+    this.overlay = {rect, canvas};
+    this.draw();
+  }
+
+  async reconstruct(body) {
+    const result = await api(`${this.base}/reconstruct`, body);
+    this.encoded = result.code;
+    this.q(".encoded").hidden = false;
+    this.q(".input").src = result.input;
+    this.q(".reconstruction").src = result.reconstruction;
+    this.q(".encoded figcaption").textContent = result.label === null ? "input" : `input (${this.classes[result.label]})`;
+    this.draw();
+  }
+}
+
+// A dropped or chosen image file as grey levels of a run's image shape, light ink on dark like the datasets.
+async function imagePixels(file, [c, h, w]) {
+  const bitmap = await createImageBitmap(file), canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data, plane = h * w, values = new Array(c * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let k = 0; k < c; k++) {
+      values[k * plane + p] = (c === 1 ? (rgba[4 * p] + rgba[4 * p + 1] + rgba[4 * p + 2]) / 3 : rgba[4 * p + k]) / 255;
+    }
+  }
+  const border = [];
+  for (let p = 0; p < plane; p++) {
+    const y = Math.floor(p / w), x = p % w;
+    if (x === 0 || y === 0 || x === w - 1 || y === h - 1) border.push(values[p]);
+  }
+  const paper = border.reduce((a, b) => a + b, 0) / border.length > 0.5;  // dark ink on light paper
+  return paper ? values.map(v => 1 - v) : values;
+}
+
+async function main() {
+  const {runs, limits: served} = await api("/api/runs");
+  limits = served;
+  const panels = runs.map(run => new Panel(run));
+  await Promise.all(panels.map(panel => panel.load()));
+  const everyPanel = async make => {
+    showError("");
+    await Promise.all(panels.map(async panel => panel.reconstruct(await make(panel))))
+      .catch(error => showError(error.message));
+  };
+  const index = document.getElementById("test-index");
+  index.max = Math.min(...runs.map(run => run.n_test)) - 1;
+  document.getElementById("pick").addEventListener("click", () => everyPanel(() => ({index: Number(index.value)})));
+  document.getElementById("random").addEventListener("click", () => {
+    index.value = Math.floor(Math.random() * (Number(index.max) + 1));
+    everyPanel(() => ({index: Number(index.value)}));
+  });
+  const useFile = file => everyPanel(async panel => ({pixels: await imagePixels(file, panel.run.image_shape)}));
+  document.getElementById("file").addEventListener("change", e => e.target.files[0] && useFile(e.target.files[0]));
+  document.addEventListener("dragover", e => { e.preventDefault(); document.body.classList.add("dragging"); });
+  document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+  document.addEventListener("drop", e => {
+    e.preventDefault();
+    document.body.classList.remove("dragging");
+    const file = [...e.dataTransfer.files].find(f => f.type.startsWith("image/"));
+    if (file) useFile(file); else showError("drop an image file (PNG, JPEG, ...)");
+  });
+  document.body.dataset.ready = "1";
+}
+
+main().catch(error => showError(error.message));
