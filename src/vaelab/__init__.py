@@ -14,8 +14,9 @@ from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, prese
 from vaelab.data import load_dataset  # noqa: E402
 from vaelab.errors import VaelabError  # noqa: E402
 from vaelab.evaluate import evaluate  # noqa: E402
+from vaelab.explore import explore  # noqa: E402
 from vaelab.runs import load  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "evaluate", "load",
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "evaluate", "explore", "load",
            "load_dataset", "preset", "resume", "train"]

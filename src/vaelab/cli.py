@@ -14,6 +14,7 @@ import sys
 import vaelab
 from vaelab.config import PRESETS, RunConfig
 from vaelab.errors import VaelabError
+from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
 from vaelab.train import TrainingInterrupted
 
 EXIT_USAGE = 2
@@ -62,6 +63,14 @@ def build_parser() -> Parser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     evaluate.set_defaults(handler=run_evaluate)
+
+    explore = commands.add_parser("explore", help="serve a local web app to explore runs' latent spaces")
+    explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), shown side by side")
+    explore.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}; "
+                                                              "others are reachable from the network)")
+    explore.add_argument("--port", type=int, default=DEFAULT_PORT,
+                         help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    explore.set_defaults(handler=run_explore)
     return parser
 
 
@@ -99,6 +108,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"{result['run']}: {result['model']} on {result['dataset']} test set ({result['n_test']} images)")
     for name, value in result["test"].items():
         print(f"  {name:<15} {value:12.4f}   {result['units'].get(name, '')}")
+
+
+def run_explore(args: argparse.Namespace) -> None:
+    vaelab.explore(args.runs, host=args.host, port=args.port)
 
 
 def main(argv: list[str] | None = None) -> int:
