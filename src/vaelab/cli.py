@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 import vaelab
@@ -97,7 +98,8 @@ def run_train(args: argparse.Namespace) -> None:
         run = vaelab.resume(args.resume, epochs=args.epochs, show_progress=show)
     else:
         run = vaelab.train(config_from_args(args), args.out, show_progress=show)
-    print(run)
+    if os.environ.get("RANK", "0") == "0":
+        print(run)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -116,17 +118,23 @@ def run_explore(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    logging.basicConfig(level=logging.WARNING if args.quiet or not main_process else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+
+    def say(message: str) -> None:
+        if main_process:
+            print(message, file=sys.stderr)
+
     try:
         args.handler(args)
     except VaelabError as exc:
-        print(f"vaelab: error: {exc}", file=sys.stderr)
+        say(f"vaelab: error: {exc}")
         return EXIT_USAGE
     except TrainingInterrupted as exc:
-        print(f"vaelab: {exc}", file=sys.stderr)
+        say(f"vaelab: {exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("vaelab: interrupted", file=sys.stderr)
+        say("vaelab: interrupted")
         return EXIT_INTERRUPTED
     return 0

@@ -76,6 +76,11 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def present_files(folder: Path) -> list[str]:
+    """Which of the four IDX files `folder` holds, gzip'd or not."""
+    return [f for f in IDX_FILES if (folder / f).is_file() or (folder / f.removesuffix(".gz")).is_file()]
+
+
 @dataclass(frozen=True)
 class IdxSource:
     """A dataset published as the four gzip'd IDX files (MNIST's layout)."""
@@ -88,7 +93,7 @@ class IdxSource:
     def find_in(self, folder: Path) -> Path | None:
         """The folder holding all four files: `folder` itself or its `<name>/` subfolder."""
         for candidate in (folder, folder / self.name):
-            if all((candidate / f).is_file() or (candidate / f.removesuffix(".gz")).is_file() for f in IDX_FILES):
+            if len(present_files(candidate)) == len(IDX_FILES):
                 return candidate
         return None
 
@@ -116,7 +121,7 @@ class IdxSource:
     def refuse_partial(self, data_dir: Path) -> None:
         """Some but not all four files in a folder is a mistake worth naming, not a reason to download."""
         for candidate in (data_dir, data_dir / self.name):
-            present = [f for f in IDX_FILES if (candidate / f).is_file() or (candidate / f.removesuffix(".gz")).is_file()]
+            present = present_files(candidate)
             if present:
                 missing = [f for f in IDX_FILES if f not in present]
                 raise VaelabError(f"{candidate} has {', '.join(present)} but is missing {', '.join(missing)}")

@@ -78,6 +78,10 @@ class Autoencoder(nn.Module):
         self.code_low.copy_(codes.min(0).values)
         self.code_high.copy_(codes.max(0).values)
 
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The training loss: DistributedDataParallel synchronises gradients through `forward`."""
+        return self.loss(x, labels)
+
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Batch means of the loss terms, in nats per image; 'loss' is what training minimises."""
         reconstruction = self.likelihood.reconstruction(self.decode_logits(self.encode(x)), x).mean()

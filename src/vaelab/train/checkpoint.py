@@ -34,16 +34,14 @@ class Progress:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    progress: Progress) -> None:
+                    progress: Progress, rng: dict[str, torch.Tensor]) -> None:
+    """`rng` holds generator states by name (the shared order generator and each rank's noise)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim_state = optimizer.state_dict()
     for param_id, state in optim_state["state"].items():
         for key, value in state.items():
             tensors[f"optim.{param_id}.{key}"] = torch.as_tensor(value)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
+    tensors.update({f"rng.{name}": state for name, state in rng.items()})
     if progress.permutation is not None and progress.step > 0:
         tensors["progress.permutation"] = progress.permutation
     meta = {k: v for k, v in asdict(progress).items() if k != "permutation"}
@@ -52,8 +50,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     write_tensors(path, tensors, metadata)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Progress:
-    """Restore model, optimiser and RNG state in place; return the progress to continue from."""
+def load_checkpoint(path: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> tuple[Progress, dict[str, torch.Tensor]]:
+    """Restore model and optimiser in place; return the progress and the saved RNG states by name."""
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -71,10 +70,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             _, param_id, name = key.split(".", 2)
             state.setdefault(int(param_id), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
-    torch.set_rng_state(tensors["rng.cpu"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
     progress = Progress(**json.loads(metadata["progress"]))
     progress.permutation = tensors.get("progress.permutation")
-    return progress
+    rng = {k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")}
+    return progress, rng

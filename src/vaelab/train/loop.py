@@ -7,16 +7,18 @@
             loss = model.loss(x)["loss"]; backward; Adam step
         test-set loss terms -> metrics.jsonl; weights + checkpoint written atomically
 
-Everything random comes from the global torch RNG, seeded once and saved in
+Two seeded generators drive all randomness: an order generator for the epoch
+permutations (the same on every rank) and the global torch RNG for noise
+(dynamic binarisation, reparameterisation; seeded per rank). Both are saved in
 every checkpoint, so a run that is stopped and resumed ends with bitwise the
-same weights as one that never stopped (on the same machine and device).
-Distributed training wraps `fit` (DDP model, rank/world size), it does not
-replace it: only rank 0 writes.
+same weights as one that never stopped (same machine, CPU). Under torchrun the
+same loop runs on every rank with a DDP-wrapped model (see distributed.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -40,6 +42,7 @@ from vaelab.models import build_model
 from vaelab.runs import (CHECKPOINT, CONFIG, WEIGHTS, check_writable_folder, read_config, read_metrics,
                          refuse_existing, write_json, write_metrics, write_tensors)
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
+from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms
 
 log = logging.getLogger("vaelab")
@@ -131,25 +134,84 @@ def epoch_batches(n: int, batch_size: int, permutation: torch.Tensor, start_step
         yield step, permutation[step * batch_size:(step + 1) * batch_size]
 
 
-def fit(model, optimizer, data: ImageData, config: RunConfig, folder: RunFolder, progress: Progress,
-        device: torch.device, show_progress: bool = True) -> Progress:
+@dataclass
+class Session:
+    """Everything one training process holds: model, optimiser, data, RNGs, where it writes."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: ImageData
+    config: RunConfig
+    folder: RunFolder
+    device: torch.device
+    cluster: Cluster
+    order_rng: torch.Generator  # epoch permutations: identical on every rank
+
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        """The generator states to checkpoint (a collective: every rank must call it)."""
+        states = {"order": self.order_rng.get_state()}
+        for rank, state in enumerate(self.cluster.gather(torch.get_rng_state())):
+            states[f"noise.{rank}"] = state
+        if self.device.type == "cuda":
+            for rank, state in enumerate(self.cluster.gather(torch.cuda.get_rng_state(self.device))):
+                states[f"cuda.{rank}"] = state
+        return states
+
+    def restore_rng(self, states: dict[str, torch.Tensor], epoch: int) -> None:
+        self.order_rng.set_state(states["order"])
+        rank = self.cluster.rank
+        saved_world_size = sum(name.startswith("noise.") for name in states)
+        if saved_world_size == self.cluster.world_size:
+            torch.set_rng_state(states[f"noise.{rank}"])
+            if self.device.type == "cuda" and f"cuda.{rank}" in states:
+                torch.cuda.set_rng_state(states[f"cuda.{rank}"], self.device)
+        else:  # resumed with another number of processes: a fresh, still reproducible noise stream
+            log.warning("resuming with %d processes, not the checkpoint's: results will not be bitwise those "
+                        "of an uninterrupted run", self.cluster.world_size)
+            torch.manual_seed(noise_seed(self.config.train.seed, rank) + 1_000_003 * epoch)
+
+    def save(self, progress: Progress, history: list[dict] | None) -> None:
+        """Checkpoint (and, at an epoch's end, weights and metrics); rank 0 writes, the others wait."""
+        rng = self.rng_states()
+        if self.cluster.is_main:
+            save_checkpoint(self.folder.path / CHECKPOINT, self.model, self.optimizer, progress, rng)
+            if history is not None:
+                write_tensors(self.folder.path / WEIGHTS, self.model.state_dict(), {"format": "vaelab-weights-1"})
+                write_metrics(self.folder.path, history)
+            self.folder.commit()
+        self.cluster.barrier()
+
+
+def noise_seed(seed: int, rank: int) -> int:
+    """Rank 0 uses the run's seed, so a one-process run is the same with or without torchrun."""
+    return seed + rank
+
+
+def fit(session: Session, progress: Progress, show_progress: bool = True) -> Progress:
     """Train until `config.train.epochs` epochs are done, checkpointing after each epoch."""
+    model, optimizer, config, cluster = session.model, session.optimizer, session.config, session.cluster
     pixels = pixel_transform(config.data.pixels)
-    test_x = fixed_test_pixels(data.test_images, config.data.pixels)
-    prior_x = fixed_test_pixels(data.train_images[:PRIOR_FIT_IMAGES], config.data.pixels)
-    images = data.train_images.to(device)
+    test_x = fixed_test_pixels(session.data.test_images, config.data.pixels)
+    prior_x = fixed_test_pixels(session.data.train_images[:PRIOR_FIT_IMAGES], config.data.pixels)
+    images = session.data.train_images.to(session.device)
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
-    history = read_metrics(folder.path)[: progress.epoch]
+    history = read_metrics(session.folder.path)[: progress.epoch] if cluster.is_main else []
+    forward = model
+    if cluster.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[session.device] if session.device.type == "cuda" else None)
     model.train()
+    show_progress = show_progress and cluster.is_main
 
     with stop_requests() as stop:
         while progress.epoch < config.train.epochs:
             epoch = progress.epoch + 1
             if progress.step == 0 or progress.permutation is None:
-                progress.permutation, progress.step, progress.sums, progress.epoch_seconds = \
-                    torch.randperm(n), 0, {}, 0.0
-            order = progress.permutation.to(device)
+                progress = dataclasses.replace(progress, permutation=torch.randperm(n, generator=session.order_rng),
+                                               step=0, sums={}, epoch_seconds=0.0)
+            order = progress.permutation.to(session.device)
             sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in progress.sums.items()}
             zero = torch.zeros((), dtype=torch.float64)
             recent_losses: list[torch.Tensor] = []
@@ -157,67 +219,81 @@ def fit(model, optimizer, data: ImageData, config: RunConfig, folder: RunFolder,
                        desc=f"epoch {epoch}/{config.train.epochs}", dynamic_ncols=True,
                        disable=None if show_progress else True)  # None: off when not a terminal
             started = time.perf_counter()
-            for step, index in epoch_batches(n, batch_size, order, progress.step):
-                x = pixels(images[index])
-                terms = model.loss(x)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, zero) + value.detach().cpu().double() * len(index)
-                recent_losses.append(terms["loss"].detach())
-                progress.step, progress.images_seen = step + 1, progress.images_seen + len(index)
+            for step, batch in epoch_batches(n, batch_size, order, progress.step):
+                index = cluster.shard(batch)
+                if len(index):
+                    terms = forward(pixels(images[index]))
+                    optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    optimizer.step()
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, zero) + value.detach().cpu().double() * len(index)
+                    recent_losses.append(terms["loss"].detach())
+                progress.step, progress.images_seen = step + 1, progress.images_seen + len(batch)
                 if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
-                    check_finite(recent_losses, epoch, progress.step, folder)
+                    check_finite(recent_losses, epoch, progress.step, session)
                     recent_losses = []
                     seen = min(progress.step * batch_size, n)
-                    bar.set_postfix({k: f"{v.item() / seen:.4g}" for k, v in sums.items()}, refresh=False)
-                bar.update(len(index))
-                if stop["signal"] is not None:
-                    check_finite(recent_losses, epoch, progress.step, folder)
+                    bar.set_postfix({k: f"{v.item() / seen * cluster.world_size:.4g}" for k, v in sums.items()},
+                                    refresh=False)
+                bar.update(len(batch))
+                if cluster.agree(stop["signal"] is not None):
+                    check_finite(recent_losses, epoch, progress.step, session)
+                    bar.close()
                     progress.sums = {k: v.item() for k, v in sums.items()}
                     progress.epoch_seconds += time.perf_counter() - started
-                    save_checkpoint(folder.path / CHECKPOINT, model, optimizer, progress)
-                    folder.commit()
-                    bar.close()
-                    raise TrainingInterrupted(folder.path, progress)
+                    session.save(progress, history=None)
+                    raise TrainingInterrupted(session.folder.final, progress)
             bar.close()
 
             seconds = progress.epoch_seconds + time.perf_counter() - started
-            progress.train_seconds += seconds
-            model.fit_prior(prior_x.to(device))
-            test = loss_terms(model, test_x, config.train.eval_batch_size)
-            train_means = {k: v.item() / n for k, v in sums.items()}
-            record = {"epoch": epoch, "train": train_means, "test": test, "seconds": round(seconds, 3),
-                      "images_per_s": round(n / seconds, 1), "images_seen": progress.images_seen}
-            history.append(record)
-            progress.epoch, progress.step, progress.permutation, progress.sums = epoch, 0, None, {}
-            save_run_state(folder, model, optimizer, progress, history)
-            log.info("epoch %d/%d  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch,
-                     config.train.epochs, train_means["loss"], test["loss"],
-                     f" (rec {test['reconstruction']:.4g} + kl {test['kl']:.4g})" if "kl" in test else "",
-                     seconds, n / seconds)
+            names = sorted(sums)
+            totals = cluster.sum(torch.stack([sums[k] for k in names])).tolist()
+            train_means = {k: total / n for k, total in zip(names, totals)}
+            progress = dataclasses.replace(progress, epoch=epoch, step=0, permutation=None, sums={},
+                                           train_seconds=progress.train_seconds + seconds)
+            if cluster.is_main:
+                model.fit_prior(prior_x.to(session.device))
+                test = loss_terms(model, test_x, config.train.eval_batch_size)
+                history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(seconds, 3),
+                                "images_per_s": round(n / seconds, 1), "images_seen": progress.images_seen})
+                log.info("epoch %d/%d  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch,
+                         config.train.epochs, train_means["loss"], test["loss"],
+                         f" (rec {test['reconstruction']:.4g} + kl {test['kl']:.4g})" if "kl" in test else "",
+                         seconds, n / seconds)
+            session.save(progress, history)
     return progress
 
 
-def check_finite(losses: list[torch.Tensor], epoch: int, last_step: int, folder: RunFolder) -> None:
-    if not losses:
-        return
-    finite = torch.isfinite(torch.stack(losses))
-    if not bool(finite.all()):
-        bad_step = last_step - len(losses) + 1 + int((~finite).nonzero()[0])
-        kept = (f"the last good checkpoint in {folder.path} is kept" if folder.path == folder.final
+def check_finite(losses: list[torch.Tensor], epoch: int, last_step: int, session: Session) -> None:
+    finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(1, dtype=torch.bool)
+    if session.cluster.agree(not bool(finite.all())):
+        folder = session.folder
+        bad = (~finite).nonzero()
+        where = f"step {last_step - len(losses) + 1 + int(bad[0])}" if len(bad) else "a step on another rank"
+        value = torch.stack(losses)[~finite][0].item() if len(bad) else "non-finite"
+        kept = (f"the last good checkpoint in {folder.final} is kept" if folder.path == folder.final
                 else "no checkpoint had been written yet, so no run folder was left")
-        raise VaelabError(f"loss became {torch.stack(losses)[~finite][0].item()} in epoch {epoch}, "
-                          f"step {bad_step}; training stopped and {kept}; try a lower --lr")
+        raise VaelabError(f"loss became {value} in epoch {epoch}, {where}; training stopped and {kept}; "
+                          f"try a lower --lr")
 
 
-def save_run_state(folder: RunFolder, model, optimizer, progress: Progress, history: list[dict]) -> None:
-    save_checkpoint(folder.path / CHECKPOINT, model, optimizer, progress)
-    write_tensors(folder.path / WEIGHTS, model.state_dict(), {"format": "vaelab-weights-1"})
-    write_metrics(folder.path, history)
-    folder.commit()
+def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
+    device = resolve_device(config.train.device)
+    cluster = join(device)
+    return rank_device(device, cluster), cluster, load_dataset(config.data.dataset, config.data.data_dir)
+
+
+def on_main_first(cluster: Cluster, action) -> None:
+    """Run a file-system step on rank 0; every rank fails together if it fails."""
+    problem = None
+    if cluster.is_main:
+        try:
+            action()
+        except VaelabError as exc:
+            problem = exc
+    if cluster.agree(problem is not None):
+        raise problem or VaelabError("rank 0 could not prepare the run folder")
 
 
 def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> Path:
@@ -225,25 +301,39 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
     config = validate(config)
     out = Path(out)
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
-    device = resolve_device(config.train.device)
-    data = load_dataset(config.data.dataset, config.data.data_dir)
-    config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model).to(device)
-    optimizer = make_optimizer(model, config)
-    check_writable_folder(out)
-    folder = RunFolder.staged(out)
-    write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
-                                      "versions": versions(), "device": str(device)})
-    log.info("training %s (%s, latent %d) on %s for %d epochs -> %s", config.model.model, config.model.arch,
-             config.model.latent_dim, data.name, config.train.epochs, out)
+    device, cluster, data = start(config)
     try:
-        if config.train.epochs == 0:
-            save_run_state(folder, model, optimizer, Progress(), [])
-        fit(model, optimizer, data, config, folder, Progress(), device, show_progress)
+        config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
+        torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
+        model = build_model(config.model).to(device)
+        if cluster.rank:
+            torch.manual_seed(noise_seed(config.train.seed, cluster.rank))
+        folder = RunFolder(out, out)
+
+        def prepare():
+            nonlocal folder
+            check_writable_folder(out)
+            folder = RunFolder.staged(out)
+            write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
+                                              "versions": versions(), "device": str(device),
+                                              "world_size": cluster.world_size})
+
+        on_main_first(cluster, prepare)
+        if cluster.is_main:
+            log.info("training %s (%s, latent %d) on %s for %d epochs on %s%s -> %s", config.model.model,
+                     config.model.arch, config.model.latent_dim, data.name, config.train.epochs, device,
+                     f" x {cluster.world_size} processes" if cluster.distributed else "", out)
+        session = Session(model, make_optimizer(model, config), data, config, folder, device, cluster,
+                          torch.Generator().manual_seed(config.train.seed))
+        try:
+            if config.train.epochs == 0:
+                session.save(Progress(), [])
+            fit(session, Progress(), show_progress)
+        finally:
+            folder.discard()  # only does something when nothing was committed
+        return folder.final
     finally:
-        folder.discard()  # only does something when nothing was committed
-    return folder.final
+        leave(cluster)
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: bool = True) -> Path:
@@ -255,20 +345,26 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: boo
     if epochs is not None:
         config = config.replace(train={"epochs": epochs})
     config = validate(config)
-    device = resolve_device(config.train.device)
-    data = load_dataset(config.data.dataset, config.data.data_dir)
-    if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
-        raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
-                          f"(checksum mismatch); point --data-dir at the original files")
-    model = build_model(config.model).to(device)
-    optimizer = make_optimizer(model, config)
-    progress = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
-    if progress.epoch >= config.train.epochs and progress.step == 0:
-        log.info("%s already has %d of %d epochs; nothing to do (pass --epochs to train longer)",
-                 run_dir, progress.epoch, config.train.epochs)
+    device, cluster, data = start(config)
+    try:
+        if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
+            raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
+                              f"(checksum mismatch); point --data-dir at the original files")
+        model = build_model(config.model).to(device)
+        optimizer = make_optimizer(model, config)
+        progress, rng = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
+        if progress.epoch >= config.train.epochs and progress.step == 0:
+            log.info("%s already has %d of %d epochs; nothing to do (pass --epochs to train longer)",
+                     run_dir, progress.epoch, config.train.epochs)
+            return run_dir
+        session = Session(model, optimizer, data, config, RunFolder(run_dir, run_dir), device, cluster,
+                          torch.Generator())
+        session.restore_rng(rng, progress.epoch)
+        on_main_first(cluster, lambda: write_json(run_dir / CONFIG, {**raw, **config.to_dict()}))
+        if cluster.is_main:
+            log.info("resuming %s at epoch %d step %d, to %d epochs", run_dir, progress.epoch + 1, progress.step,
+                     config.train.epochs)
+        fit(session, progress, show_progress)
         return run_dir
-    write_json(run_dir / CONFIG, {**raw, **config.to_dict()})
-    log.info("resuming %s at epoch %d step %d, to %d epochs", run_dir, progress.epoch + 1, progress.step,
-             config.train.epochs)
-    fit(model, optimizer, data, config, RunFolder(run_dir, run_dir), progress, device, show_progress)
-    return run_dir
+    finally:
+        leave(cluster)
