@@ -2,31 +2,67 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 import vaelab
+from vaelab.data.idx import write_idx
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, ReferenceCNN
 
 
 def train_run(out, data_dir, preset: str, latent_dim: int = 2):
-    config = vaelab.preset(preset).replace(train={"epochs": 1, "batch_size": 64},
+    config = vaelab.preset(preset).replace(train={"epochs": 2, "batch_size": 32},
                                            data={"dataset": "mnist", "data_dir": str(data_dir)},
                                            model={"latent_dim": latent_dim})
     vaelab.train(config, out, show_progress=False)
     return out
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """As `vaelab explore` serves: on a small shared machine, tiny forward passes split over
+    several cores mostly wait for each other (ten times slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def explore_threads():
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
-def explore_runs(tiny_data_dir, tmp_path_factory):
-    """A 2-D VAE, a 2-D AE and a 3-D VAE trained for one epoch on 256 images (64 test images)."""
+def explore_data_dir(mnist_sample, tmp_path_factory):
+    """250 training images of all ten digits (every 16th of the sample, which is sorted by digit)
+    and 100 test images, as IDX files."""
+    data_dir = tmp_path_factory.mktemp("explore-data") / "mnist"
+    data_dir.mkdir()
+    d = mnist_sample
+    for name, array in (("train-images-idx3-ubyte.gz", d.train_images[::16, 0]),
+                        ("train-labels-idx1-ubyte.gz", d.train_labels[::16]),
+                        ("t10k-images-idx3-ubyte.gz", d.test_images[::10, 0]),
+                        ("t10k-labels-idx1-ubyte.gz", d.test_labels[::10])):
+        write_idx(data_dir / name, array.numpy())
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def explore_runs(explore_data_dir, tmp_path_factory):
+    """A 2-D VAE, a 2-D AE and a 3-D VAE, each trained for two epochs on `explore_data_dir`."""
     root = tmp_path_factory.mktemp("explore-runs")
-    with pytest.MonkeyPatch.context() as env:  # never touch the user's cache
+    with pytest.MonkeyPatch.context() as env, one_torch_thread():  # never touch the user's cache
         env.setenv("XDG_CACHE_HOME", str(root / "cache"))
         env.delenv("VAELAB_DATA_DIR", raising=False)
-        return {"vae": train_run(root / "vae", tiny_data_dir, "book-vae"),
-                "ae": train_run(root / "ae", tiny_data_dir, "book-ae"),
-                "vae3": train_run(root / "vae3", tiny_data_dir, "book-vae", latent_dim=3)}
+        return {"vae": train_run(root / "vae", explore_data_dir, "book-vae"),
+                "ae": train_run(root / "ae", explore_data_dir, "book-ae"),
+                "vae3": train_run(root / "vae3", explore_data_dir, "book-vae", latent_dim=3)}
 
 
 def untrained_classifier(data):

@@ -58,7 +58,7 @@ def test_lists_the_served_runs_and_limits(client):
     assert [r["id"] for r in body["runs"]] == ["vae", "ae", "vae3"]
     vae = body["runs"][0]
     assert (vae["model"], vae["arch"], vae["latent_dim"], vae["image_shape"]) == ("vae", "conv", 2, [1, 28, 28])
-    assert (vae["dataset"], vae["n_test"], vae["classes"]) == ("mnist", 64, [str(d) for d in range(10)])
+    assert (vae["dataset"], vae["n_test"], vae["classes"]) == ("mnist", 100, [str(d) for d in range(10)])
     assert vae["classifier"] == {"dataset": "mnist", "test_accuracy": 0.1}
     assert "path" not in json.dumps(body)  # folders are named, never located
     assert body["limits"] == {"max_points": MAX_POINTS, "latent_bound": LATENT_BOUND, "max_body_bytes": MAX_BODY_BYTES}
@@ -75,9 +75,9 @@ def test_without_a_cached_classifier_the_overlay_is_off_and_says_why(explore_run
     assert response.json()["detail"] == run["classifier_reason"]
 
 
-def test_codes_are_the_test_sets_posterior_means(client, explore_runs, tiny_data_dir):
+def test_codes_are_the_test_sets_posterior_means(client, explore_runs, explore_data_dir):
     body = client.get("/api/runs/vae3/codes").json()
-    data = load_dataset("mnist", tiny_data_dir)
+    data = load_dataset("mnist", explore_data_dir)
     with torch.no_grad():
         codes = vaelab.load(explore_runs["vae3"]).encode(fixed_test_pixels(data.test_images, "continuous"))
     assert np.allclose(body["codes"], codes.numpy(), atol=1e-4)
@@ -231,7 +231,7 @@ def test_unknown_runs_are_404(client, method, endpoint, body):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"index": 64}, "index: 64 is past the last test image (63)"),
+    ({"index": 100}, "index: 100 is past the last test image (99)"),
     ({"index": -1}, "index: Input should be greater than or equal to 0"),
     ({"pixels": [0.5] * 783}, "pixels: has 783 values, run 'vae' takes 1x28x28 = 784"),
     ({"pixels": [1.5] * 784}, "pixels.0: Input should be less than or equal to 1"),

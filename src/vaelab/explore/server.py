@@ -217,5 +217,7 @@ def serve(run_dirs: list[str | Path], host: str, port: int) -> None:
     torch.set_num_threads(1)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C: the normal way to stop
+        pass
     finally:
         torch.set_num_threads(threads)

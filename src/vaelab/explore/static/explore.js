@@ -286,7 +286,10 @@ class Panel {
   }
 
   async showStrip([a, b]) {
-    const zs = Array.from({length: STRIP_STEPS}, (_, s) => a.map((x, i) => x + (b[i] - x) * s / (STRIP_STEPS - 1)));
+    const zs = Array.from({length: STRIP_STEPS}, (_, s) => {
+      const t = s / (STRIP_STEPS - 1);
+      return a.map((x, i) => (1 - t) * x + t * b[i]);  // exactly a and b at the ends
+    });
     const bytes = await api(`${this.base}/decode`, {z: zs, format: "raw"}, true);
     const canvas = this.q(".strip");
     paint(canvas, bytes, STRIP_STEPS, this.run.image_shape);
