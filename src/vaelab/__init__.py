@@ -4,12 +4,14 @@ The public API (the CLI calls only these):
 
     run = vaelab.train(vaelab.preset("book-vae"), "runs/vae")
     vaelab.resume("runs/vae", epochs=10)
-    vaelab.evaluate("runs/vae")
+    vaelab.evaluate("runs/vae")                      # add iw_samples=1000 for the study's metrics
+    vaelab.compare(out="compare")                    # AE vs VAE: the three flaws -> compare/report.html
     model = vaelab.load("runs/vae"); z = model.encode(x); x2 = model.decode(z)
 """
 
 __version__ = "0.1.0"
 
+from vaelab.compare import compare  # noqa: E402
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset  # noqa: E402
 from vaelab.data import load_dataset  # noqa: E402
 from vaelab.errors import VaelabError  # noqa: E402
@@ -18,5 +20,5 @@ from vaelab.explore import explore  # noqa: E402
 from vaelab.runs import load  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "evaluate", "explore", "load",
-           "load_dataset", "preset", "resume", "train"]
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "evaluate", "explore",
+           "load", "load_dataset", "preset", "resume", "train"]

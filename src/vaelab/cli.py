@@ -13,9 +13,11 @@ import os
 import sys
 
 import vaelab
+from vaelab.compare import IW_SAMPLES, STUDY_PRESETS
 from vaelab.config import PRESETS, RunConfig
 from vaelab.errors import VaelabError
 from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
+from vaelab.metrics import CATALOGUE
 from vaelab.train import TrainingInterrupted
 
 EXIT_USAGE = 2
@@ -62,8 +64,30 @@ def build_parser() -> Parser:
     evaluate.add_argument("--dataset", help="evaluate on another dataset of the same image size")
     evaluate.add_argument("--data-dir", help="folder with the dataset's IDX files")
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--iw-samples", type=int, metavar="K",
+                          help="also the study's metrics: -log p(x) bounded with K importance samples, sample "
+                               "quality via the reference classifier, latent diagnostics (docs/metrics.md)")
     evaluate.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     evaluate.set_defaults(handler=run_evaluate)
+
+    compare = commands.add_parser("compare", help="the AE-vs-VAE study: train both (or take two runs), measure "
+                                                  "the three flaws, write report.html")
+    compare.add_argument("--runs", nargs=2, metavar="RUN", help="compare these two existing run folders")
+    compare.add_argument("--out", default="compare", help="new report folder (default: compare)")
+    compare.add_argument("--preset", default="fast", choices=list(STUDY_PRESETS),
+                         help="; ".join(f"{k}: {v.description}" for k, v in STUDY_PRESETS.items()))
+    compare.add_argument("--dataset", help="auto (default), mnist, fashion-mnist, mnist-sample")
+    compare.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    compare.add_argument("--arch", help="conv (the book's network, default) | mlp, for both models")
+    compare.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
+    compare.add_argument("--epochs", type=int, help="epochs for each model (default: from the preset)")
+    compare.add_argument("--batch-size", type=int)
+    compare.add_argument("--lr", type=float)
+    compare.add_argument("--seed", type=int)
+    compare.add_argument("--device", default="auto")
+    compare.add_argument("--iw-samples", type=int, default=IW_SAMPLES, metavar="K",
+                         help=f"importance samples for the VAE's likelihood bound (default: {IW_SAMPLES})")
+    compare.set_defaults(handler=run_compare)
 
     explore = commands.add_parser("explore", help="serve a local web app to explore runs' latent spaces")
     explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), shown side by side")
@@ -103,13 +127,34 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    result = vaelab.evaluate(args.run, dataset=args.dataset, data_dir=args.data_dir, device=args.device)
+    result = vaelab.evaluate(args.run, dataset=args.dataset, data_dir=args.data_dir, device=args.device,
+                             iw_samples=args.iw_samples, show_progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['run']}: {result['model']} on {result['dataset']} test set ({result['n_test']} images)")
     for name, value in result["test"].items():
         print(f"  {name:<15} {value:12.4f}   {result['units'].get(name, '')}")
+    if "calibration" not in result:
+        return
+    for metric in CATALOGUE:
+        value = metric.value(result)
+        if value is not None:
+            print(f"  {metric.arrow} {metric.name:<52} {value:12.4f}   {metric.unit}")
+    if "iw_nll" in result["likelihood"]:
+        print(f"  -log p(x) bound: K = {result['likelihood']['iw_samples']}, standard error "
+              f"{result['likelihood']['iw_nll_stderr']:.4f} nats over images")
+    c = result["calibration"]
+    print(f"  reference classifier: test accuracy {c['classifier_test_accuracy']:.2%}; classifier FID of real "
+          f"train vs test images (floor) {c['fid_train_vs_test']:.4f}")
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    report = vaelab.compare(args.runs, args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir,
+                            arch=args.arch, latent_dim=args.latent_dim, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                            iw_samples=args.iw_samples, show_progress=not args.quiet)
+    print(report / "report.html")
 
 
 def run_explore(args: argparse.Namespace) -> None:

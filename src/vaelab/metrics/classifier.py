@@ -1,0 +1,156 @@
+"""The reference classifier: the eyes behind the sample-quality metrics.
+
+Inception-based scores judge ImageNet photos; for 28x28 digits a small CNN
+trained on the dataset itself is the better judge. vaelab trains it itself,
+deterministically (fixed seed, fixed recipe), and caches it per dataset under
+<cache>/classifiers/<first 16 hex of the dataset's sha256>/:
+    classifier.safetensors   the weights; the recipe in the header
+    classifier.json          recipe, test accuracy, dataset identity, versions
+A cached classifier is used only when its recipe matches the one asked for.
+
+Network: conv 3x3 32 -> ReLU -> max-pool 2 -> conv 3x3 64 -> ReLU -> max-pool 2
+-> dense 128 -> ReLU (the penultimate features, used for the Fréchet distance)
+-> dense to the classes. Adam with a cosine-decayed learning rate for a fixed
+number of training images (three epochs of MNIST) reaches about 99.1% on MNIST.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from torch import nn
+from tqdm.auto import tqdm
+
+from vaelab import __version__
+from vaelab.data import ImageData, cache_dir
+from vaelab.data.pixels import to_unit
+from vaelab.runs import load_state, write_json, write_tensors
+
+log = logging.getLogger("vaelab")
+FEATURES = 128
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the classifier's weights (with the data and the machine's arithmetic)."""
+
+    images: int = 180_000  # training images seen (three epochs of MNIST), whatever the dataset's size
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+class ReferenceCNN(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], n_classes: int):
+        super().__init__()
+        channels, height, width = image_shape
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), FEATURES), nn.ReLU())
+        self.head = nn.Linear(FEATURES, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass
+class ReferenceClassifier:
+    network: ReferenceCNN
+    dataset: str
+    test_accuracy: float
+    recipe: Recipe
+
+    @torch.no_grad()
+    def outputs(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features [N, 128] and class probabilities [N, classes] of images in [0, 1]."""
+        self.network.eval()
+        device = next(self.network.parameters()).device
+        features, probabilities = [], []
+        for start in range(0, len(images), batch_size):
+            f = self.network.features(images[start:start + batch_size].to(device))
+            features.append(f.cpu())
+            probabilities.append(F.softmax(self.network.head(f), dim=1).cpu())
+        return torch.cat(features), torch.cat(probabilities)
+
+    def to(self, device: str | torch.device) -> "ReferenceClassifier":
+        self.network.to(device)
+        return self
+
+
+def train_network(data: ImageData, recipe: Recipe, show_progress: bool = True) -> ReferenceCNN:
+    """Adam on cross-entropy for `recipe.images` training images, learning rate cosine-decayed to 0."""
+    steps_per_epoch = math.ceil(len(data.train_images) / recipe.batch_size)
+    steps = math.ceil(recipe.images / recipe.batch_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        network = ReferenceCNN(data.image_shape, len(data.classes))
+        optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+        network.train()
+        for step in tqdm(range(steps), desc="reference classifier", unit="step", leave=False,
+                         disable=None if show_progress else True):
+            if step % steps_per_epoch == 0:
+                order = torch.randperm(len(data.train_images))
+            index = order[(step % steps_per_epoch) * recipe.batch_size:][:recipe.batch_size]
+            loss = F.cross_entropy(network(to_unit(data.train_images[index])), data.train_labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return network.eval()
+
+
+def accuracy(classifier: ReferenceClassifier, data: ImageData) -> float:
+    _, probabilities = classifier.outputs(to_unit(data.test_images))
+    return (probabilities.argmax(1) == data.test_labels).float().mean().item()
+
+
+def load_cached(folder: Path, data: ImageData, recipe: Recipe) -> ReferenceClassifier | None:
+    """The cached classifier when both files are there and were made with this recipe, else None."""
+    wanted = json.dumps(asdict(recipe), sort_keys=True)
+    try:
+        record = json.loads((folder / "classifier.json").read_text())
+        with safe_open(str(folder / "classifier.safetensors"), framework="pt") as f:
+            weights_recipe = (f.metadata() or {}).get("recipe")
+    except (OSError, json.JSONDecodeError, SafetensorError):
+        return None
+    if weights_recipe != wanted or json.dumps(record.get("recipe"), sort_keys=True) != wanted:
+        return None
+    network = ReferenceCNN(data.image_shape, len(data.classes))
+    load_state(network, folder / "classifier.safetensors")
+    return ReferenceClassifier(network.eval(), data.name, record["test_accuracy"], recipe)
+
+
+def reference_classifier(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = True) -> ReferenceClassifier:
+    """The dataset's reference classifier, from the cache or trained now (and cached)."""
+    identity = data.identity()
+    folder = cache_dir() / "classifiers" / identity["sha256"][:16]
+    cached = load_cached(folder, data, recipe)
+    if cached is not None:
+        log.info("reference classifier for %s from %s (test accuracy %.2f%%)", data.name, folder,
+                 100 * cached.test_accuracy)
+        return cached
+    started = time.perf_counter()
+    log.info("training the reference classifier for %s (%d images, cached in %s)", data.name, recipe.images, folder)
+    network = train_network(data, recipe, show_progress)
+    classifier = ReferenceClassifier(network, data.name, 0.0, recipe)
+    classifier.test_accuracy = accuracy(classifier, data)
+    seconds = time.perf_counter() - started
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tensors(folder / "classifier.safetensors", network.state_dict(),
+                  {"format": "vaelab-classifier-1", "recipe": json.dumps(asdict(recipe), sort_keys=True)})
+    write_json(folder / "classifier.json", {"dataset_identity": identity, "recipe": asdict(recipe),
+                                            "test_accuracy": classifier.test_accuracy,
+                                            "train_seconds": round(seconds, 1), "vaelab": __version__,
+                                            "torch": torch.__version__})
+    log.info("reference classifier: test accuracy %.2f%% after %.0f s", 100 * classifier.test_accuracy, seconds)
+    return classifier

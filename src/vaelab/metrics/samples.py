@@ -1,0 +1,66 @@
+"""Flaw 1, images decoded from empty space: how much do a model's random samples look like real images?
+
+Codes are drawn from the model's own sampling distribution (AE: uniform over
+the bounding box of its codes, as the book does; VAE: N(0, I)) and decoded to
+the decoder's mean image. Everything is judged by the reference classifier:
+
+- classifier FID: the Fréchet distance between the classifier's penultimate
+  features of n samples and of n real test images;
+- top probability: the mean over samples of the classifier's largest class probability;
+- classifier score: exp(E_x KL(p(y|x) || p(y))), the Inception score with our
+  classifier (Salimans et al. 2016): 1 when every sample gets the same class
+  distribution, at most the number of classes when each sample is one class
+  for sure and the classes are used evenly;
+- confident fraction: of an even grid of codes over the sampled region, the
+  share that decodes to an image the classifier gives one class with
+  probability >= 0.9. Empty space between the codes shows up as a low share.
+
+The same numbers for real images calibrate them: the FID between n training
+and n test images is the floor a perfect model would reach at this n.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vaelab.metrics.classifier import ReferenceClassifier
+from vaelab.metrics.fid import frechet_between
+from vaelab.metrics.latent import even_unit_points, sampling_quantile
+
+CONFIDENT = 0.9
+GRID_SIDE = 32  # the confident-fraction grid: 32 x 32 codes in 2-D (32^2 Sobol points above)
+SAMPLE_SEED = 7
+
+
+@torch.no_grad()
+def decode_all(model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Decoder means in [0, 1] for codes z, batch by batch, on the CPU."""
+    return torch.cat([model.decode(z[i:i + batch_size]).cpu() for i in range(0, len(z), batch_size)])
+
+
+def top_probability(probabilities: torch.Tensor) -> float:
+    return probabilities.max(1).values.mean().item()
+
+
+def classifier_score(probabilities: torch.Tensor) -> float:
+    """exp of the mean KL between each image's class distribution and their average (0 log 0 = 0)."""
+    p = probabilities.double()
+    marginal = p.mean(0, keepdim=True)
+    kl = torch.xlogy(p, p).sum(1) - (p * torch.log(marginal.clamp_min(1e-30))).sum(1)
+    return kl.mean().exp().item()
+
+
+def confident_fraction(probabilities: torch.Tensor, threshold: float = CONFIDENT) -> float:
+    return (probabilities.max(1).values >= threshold).double().mean().item()
+
+
+def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, n: int,
+                   batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE) -> dict:
+    """Flaw 1's numbers for n random samples of `model`, against the features of n real test images."""
+    generator = torch.Generator(model.code_low.device).manual_seed(seed)
+    features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
+    grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
+    _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))
+    return {"fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
+            "classifier_score": classifier_score(probabilities),
+            "confident_fraction": confident_fraction(grid_probabilities), "n_samples": n, "grid_points": len(grid)}
