@@ -21,7 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vaelab.config import RunConfig, preset as named_preset, validate
+from vaelab.config import RunConfig, validate
+from vaelab.config import preset as named_preset
 from vaelab.data import ImageData, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
@@ -61,7 +62,8 @@ def study_configs(preset: str, options: dict) -> dict[str, RunConfig]:
     """The AE's and the VAE's configs: the base preset, the study preset's training, then the options."""
     if preset not in STUDY_PRESETS:
         raise VaelabError(f"unknown compare preset {preset!r}; choose from: {', '.join(STUDY_PRESETS)}")
-    changes = {section: {k: options[k] for k in keys if options.get(k) is not None} for section, keys in OPTIONS.items()}
+    changes = {section: {k: options[k] for k in keys if options.get(k) is not None}
+               for section, keys in OPTIONS.items()}
     return {folder: validate(named_preset(base).replace(train=STUDY_PRESETS[preset].train).replace(**changes))
             for base, folder in STUDY_RUNS}
 
@@ -131,13 +133,13 @@ def study(run_dirs: list[Path], shown_paths: list[str], folder: Path, *, data_di
           iw_samples: int, classifier: Recipe, show_progress: bool, seconds: dict) -> tuple[dict, list]:
     """Measure the runs and write their figures into `folder`; return metrics.json's content and the figures."""
     data = shared_data(run_dirs, data_dir)
+    target = resolve_device(device)
     started = time.perf_counter()
     ref = reference(data, classifier, show_progress)
-    ref.classifier.to(resolve_device(device))
+    ref.classifier.to(target)
     seconds["classifier"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    target = resolve_device(device)
     configs = [read_config(d)[0] for d in run_dirs]
     labels = run_labels(run_dirs, [c.model.model for c in configs])
     runs, views = [], []

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_idx_dataset
 from vaelab.data import DATASETS, cache_dir, load_dataset
 from vaelab.data.sources import IDX_FILES, IdxSource
 from vaelab.errors import VaelabError
-from tests.conftest import write_idx_dataset
 
 
 def test_sample_split_is_stratified_disjoint_and_fixed(mnist_sample):
@@ -55,7 +55,8 @@ def test_label_count_mismatch_is_named(tmp_path):
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose from: auto, mnist, fashion-mnist, mnist-sample"):
+    valid = "auto, mnist, fashion-mnist, mnist-sample"
+    with pytest.raises(VaelabError, match=f"unknown dataset 'cifar'; choose from: {valid}"):
         load_dataset("cifar")
 
 

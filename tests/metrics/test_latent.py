@@ -7,9 +7,19 @@ import pytest
 import torch
 
 from vaelab.config import ModelConfig
-from vaelab.metrics.latent import (class_spreads, even_unit_points, gaussian_fit, gaussian_kl, knn_accuracy,
-                                   latent_metrics, mmd2, mmd2_to_standard_normal, sampling_quantile, spread_cv,
-                                   spread_ratio)
+from vaelab.metrics.latent import (
+    class_spreads,
+    even_unit_points,
+    gaussian_fit,
+    gaussian_kl,
+    knn_accuracy,
+    latent_metrics,
+    mmd2,
+    mmd2_to_standard_normal,
+    sampling_quantile,
+    spread_cv,
+    spread_ratio,
+)
 from vaelab.models import build_model
 
 

@@ -5,6 +5,7 @@ A tiny VAE (1-D code, four pixels) is trained for a moment; then
 is a sum over a dense grid of z, and the ELBO is the same kind of integral of q(z|x).
 """
 
+import copy
 import math
 
 import pytest
@@ -97,7 +98,8 @@ def test_iw_bound_gaussian_decoder_matches_quadrature():
     x = data[:12].double()
     log_px, elbo = quadrature(model, x)
     bound = iw_log_likelihood(model, x, 3000)
-    assert (elbo < bound).all() and torch.allclose(bound, log_px, atol=0.02)
+    # this posterior fits so well that log p(x) - ELBO is ~1e-4 nats: the bound may only sit within noise of both
+    assert (bound > elbo - 0.005).all() and torch.allclose(bound, log_px, atol=0.02)
 
 
 def test_chunking_does_not_change_the_bound(bernoulli_vae, monkeypatch):
@@ -108,9 +110,15 @@ def test_chunking_does_not_change_the_bound(bernoulli_vae, monkeypatch):
 
 
 def test_likelihood_metrics_per_model(bernoulli_vae):
+    """Both reported numbers against quadrature: the single-sample negative ELBO needs many copies of each image
+    to be within 0.05 nats of its exact value; -L_20 lies between -log p(x) and the exact negative ELBO."""
+    log_px, elbo = quadrature(bernoulli_vae, ALL_BINARY)
+    x = ALL_BINARY.repeat(200, 1, 1, 1).float()
+    vae = likelihood_metrics(copy.deepcopy(bernoulli_vae).float(), x, iw_samples=20)
+    assert vae["neg_elbo"] == pytest.approx(-elbo.mean().item(), abs=0.05)
+    assert -log_px.mean().item() - 0.02 < vae["iw_nll"] < -elbo.mean().item()
+    assert vae["iw_samples"] == 20 and vae["iw_nll_stderr"] > 0
     x = ALL_BINARY.float()
-    vae = likelihood_metrics(bernoulli_vae.float(), x, iw_samples=20)
-    assert vae["iw_nll"] <= vae["neg_elbo"] + 0.05 and vae["iw_samples"] == 20 and vae["iw_nll_stderr"] > 0
     ae = build_model(ModelConfig(model="ae", arch="mlp", latent_dim=1, likelihood="bernoulli", image_shape=(1, 2, 2)))
     assert set(likelihood_metrics(ae, x, iw_samples=20)) == {"reconstruction", "mse"}
     with pytest.raises(VaelabError, match="no likelihood bound"):

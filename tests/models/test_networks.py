@@ -46,7 +46,7 @@ def test_shapes(model, arch, latent_dim):
 
 def test_mlp_sizes():
     m = build_model(ModelConfig(model="ae", arch="mlp", latent_dim=2))
-    widths = [l.out_features for l in m.encoder.modules() if isinstance(l, torch.nn.Linear)]
+    widths = [layer.out_features for layer in m.encoder.modules() if isinstance(layer, torch.nn.Linear)]
     assert widths == [512, 256, 2]
 
 
@@ -70,7 +70,8 @@ def test_ae_samples_from_its_code_box():
 
 
 @pytest.mark.parametrize("field,value,message", [("model", "gan", "unknown model 'gan'; choose from: ae, vae"),
-                                                 ("arch", "resnet", "unknown architecture 'resnet'; choose from: conv, mlp"),
+                                                 ("arch", "resnet",
+                                                  "unknown architecture 'resnet'; choose from: conv, mlp"),
                                                  ("likelihood", "poisson", "choose from: bernoulli, gaussian")])
 def test_unknown_names(field, value, message):
     with pytest.raises(VaelabError, match=message):

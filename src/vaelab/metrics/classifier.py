@@ -114,6 +114,11 @@ def accuracy(classifier: ReferenceClassifier, data: ImageData) -> float:
     return (probabilities.argmax(1) == data.test_labels).float().mean().item()
 
 
+def cache_folder(sha256: str) -> Path:
+    """Where the classifier of the dataset with this SHA-256 identity is cached."""
+    return cache_dir() / "classifiers" / sha256[:16]
+
+
 def load_cached(folder: Path, data: ImageData, recipe: Recipe) -> ReferenceClassifier | None:
     """The cached classifier when both files are there and were made with this recipe, else None."""
     wanted = json.dumps(asdict(recipe), sort_keys=True)
@@ -133,7 +138,7 @@ def load_cached(folder: Path, data: ImageData, recipe: Recipe) -> ReferenceClass
 def reference_classifier(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = True) -> ReferenceClassifier:
     """The dataset's reference classifier, from the cache or trained now (and cached)."""
     identity = data.identity()
-    folder = cache_dir() / "classifiers" / identity["sha256"][:16]
+    folder = cache_folder(identity["sha256"])
     cached = load_cached(folder, data, recipe)
     if cached is not None:
         log.info("reference classifier for %s from %s (test accuracy %.2f%%)", data.name, folder,

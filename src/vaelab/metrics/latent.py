@@ -107,7 +107,8 @@ def class_spreads(codes: torch.Tensor, labels: torch.Tensor) -> dict[int, float]
     for label in np.unique(y):
         members = c[y == label]
         if len(members) > c.shape[1]:
-            spreads[int(label)] = float(np.exp(0.5 * np.linalg.slogdet(np.atleast_2d(np.cov(members, rowvar=False)))[1]))
+            covariance = np.atleast_2d(np.cov(members, rowvar=False))
+            spreads[int(label)] = float(np.exp(0.5 * np.linalg.slogdet(covariance)[1]))
     return spreads
 
 

@@ -223,7 +223,8 @@ def training_figure(views: list[RunView]) -> Figure:
         if names:
             axes[r, 0].legend(fontsize=7)
         else:
-            axes[r, 0].text(0.5, 0.5, "no training history in this run folder", ha="center", transform=axes[r, 0].transAxes)
+            axes[r, 0].text(0.5, 0.5, "no training history in this run folder", ha="center",
+                            transform=axes[r, 0].transAxes)
     return fig
 
 
@@ -242,7 +243,8 @@ def rows_figure(views: list[RunView], attribute: str, row_label: str) -> Figure:
         rows = getattr(view, attribute)
         show_images(ax, rows)
         h = rows.shape[2]
-        ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(rows))], [f"{row_label} {i + 1}" for i in range(len(rows))])
+        ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(rows))],
+                      [f"{row_label} {i + 1}" for i in range(len(rows))])
         ax.set_title(view.label)
     return fig
 

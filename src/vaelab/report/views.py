@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaelab.data import ImageData, fixed_test_pixels
-from vaelab.metrics.latent import even_unit_points, sampling_quantile
+from vaelab.metrics.latent import sampling_quantile
 from vaelab.metrics.samples import decode_all
 from vaelab.metrics.suite import encode_all
 

@@ -39,8 +39,18 @@ from vaelab.config import RunConfig, validate
 from vaelab.data import ImageData, fixed_test_pixels, load_dataset, pixel_transform
 from vaelab.errors import VaelabError
 from vaelab.models import build_model
-from vaelab.runs import (CHECKPOINT, CONFIG, WEIGHTS, check_writable_folder, read_config, read_metrics,
-                         refuse_existing, write_json, write_metrics, write_tensors)
+from vaelab.runs import (
+    CHECKPOINT,
+    CONFIG,
+    WEIGHTS,
+    check_writable_folder,
+    read_config,
+    read_metrics,
+    refuse_existing,
+    write_json,
+    write_metrics,
+    write_tensors,
+)
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms

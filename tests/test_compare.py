@@ -1,0 +1,262 @@
+"""`vaelab compare` and `vaelab evaluate --iw-samples`: the report folder, and every bad input as a one-line error
+that leaves no report (and no staging folder) behind."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli import main
+from vaelab.data.idx import write_idx
+from vaelab.metrics import Recipe, reference_classifier
+from vaelab.report.figures import FIGURES
+
+TINY_CLASSIFIER = Recipe(images=512, batch_size=64)
+BASE_FIGURES = {"scatter", "samples", "grid", "reconstructions", "histograms", "training"}
+
+
+def write_dataset(folder: Path, train_x, train_y, test_x, test_y) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte.gz", train_x), ("train-labels-idx1-ubyte.gz", train_y),
+                        ("t10k-images-idx3-ubyte.gz", test_x), ("t10k-labels-idx1-ubyte.gz", test_y)):
+        write_idx(folder / name, np.asarray(array, dtype=np.uint8))
+    return folder
+
+
+def stratified(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    return torch.cat([(labels == c).nonzero()[:per_class, 0] for c in range(10)])
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory, mnist_sample) -> Path:
+    """A 200/60-image 'mnist' with every digit in both splits (the sample is sorted by digit)."""
+    d = mnist_sample
+    train, test = stratified(d.train_labels, 20), stratified(d.test_labels, 6)
+    return write_dataset(tmp_path_factory.mktemp("digits") / "mnist", d.train_images[train, 0], d.train_labels[train],
+                         d.test_images[test, 0], d.test_labels[test])
+
+
+def tiny_compare(data_dir: Path, out: Path, **options) -> Path:
+    settings = {"dataset": "mnist", "data_dir": str(data_dir), "arch": "mlp", "epochs": 2, "batch_size": 32,
+                "classifier": TINY_CLASSIFIER, "show_progress": False, **options}
+    return vaelab.compare(out=out, **settings)
+
+
+@pytest.fixture(scope="module")
+def report(digits, tmp_path_factory) -> Path:
+    with pytest.MonkeyPatch.context() as patch:  # module scope: keep the classifier out of the user's cache
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        return tiny_compare(digits, tmp_path_factory.mktemp("study") / "compare")
+
+
+def run_cli(capsys, *args):
+    try:
+        code = main([*map(str, args)])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, *args, match: str, out: Path):
+    code, _, err = run_cli(capsys, *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "error:" in lines[0] and match in lines[0], err
+    assert not out.exists(), "a report folder was left behind"
+    assert not list(out.parent.glob(f".{out.name}.partial-*")), "a staging folder was left behind"
+
+
+def test_report_folder(report):
+    names = {p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()}
+    assert {"report.html", "report.md", "metrics.json"} <= names
+    assert {f"figures/{name}.png" for name in BASE_FIGURES} <= names
+    assert {"runs/ae/model.safetensors", "runs/vae/model.safetensors"} <= names
+    assert not list(report.parent.glob(".*partial*"))
+    study = json.loads((report / "metrics.json").read_text())
+    assert [run["label"] for run in study["runs"]] == ["AE", "VAE"]
+    assert [run["path"] for run in study["runs"]] == ["runs/ae", "runs/vae"]
+    ae, vae = (run["metrics"] for run in study["runs"])
+    assert "iw_nll" in vae["likelihood"] and "iw_nll" not in ae["likelihood"]
+    assert vae["likelihood"]["iw_samples"] == 10 and vae["samples"]["n_samples"] == 60
+    assert len(ae["latent"]["class_spread"]) == 10 and study["calibration"]["n_images"] == 60
+    assert [v["flaw"] for v in study["verdicts"]] == [1, 2, 3]
+    assert all(v["better"] in ("AE", "VAE", None) for v in study["verdicts"])
+    assert {f["file"] for f in study["figures"]} == {f"figures/{n}.png" for n in BASE_FIGURES}
+    assert set(study["seconds"]) == {"training", "classifier", "metrics", "figures", "total"}
+
+
+def test_report_html_is_self_contained_and_md_links_figures(report):
+    html = (report / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == len(BASE_FIGURES)
+    assert "src=\"http" not in html and "<link" not in html and "<script" not in html
+    for verdict in json.loads((report / "metrics.json").read_text())["verdicts"]:
+        assert verdict["sentence"].split(":")[0] in html
+    markdown = (report / "report.md").read_text()
+    assert all(f"(figures/{name}.png)" in markdown for name in BASE_FIGURES)
+    assert "| flaw 1 | classifier FID of random samples | ↓ |" in markdown
+
+
+@pytest.fixture
+def tiny_classifier(monkeypatch):
+    """The CLI trains the default classifier; make it the tests' tiny recipe (deterministic, so the same one)."""
+    real = reference_classifier
+    monkeypatch.setattr("vaelab.metrics.suite.reference_classifier",
+                        lambda data, recipe, show_progress: real(data, TINY_CLASSIFIER, show_progress))
+
+
+def test_compare_existing_runs_reproduces_the_numbers(report, tmp_path, capsys, tiny_classifier):
+    out = tmp_path / "again"
+    code, stdout, err = run_cli(capsys, "-q", "compare", "--runs", report / "runs" / "ae", report / "runs" / "vae",
+                                "--out", out)
+    assert code == 0, err
+    assert stdout.strip() == str(out / "report.html")
+    first, second = (json.loads((r / "metrics.json").read_text()) for r in (report, out))
+    assert [r["metrics"] for r in first["runs"]] == [r["metrics"] for r in second["runs"]]
+    assert not (out / "runs").exists() and "training" not in second["seconds"]
+
+
+def test_latent_above_2d_adds_traversals_and_interpolations(digits, tmp_path):
+    out = tiny_compare(digits, tmp_path / "c3", latent_dim=3, epochs=1)
+    study = json.loads((out / "metrics.json").read_text())
+    assert {f["file"] for f in study["figures"]} == {f"figures/{spec.name}.png" for spec in FIGURES}
+    assert all("principal components" in p for p in study["projections"].values())
+    assert study["runs"][1]["metrics"]["samples"]["grid_points"] == 32 * 32
+
+
+def test_failure_after_training_leaves_nothing(digits, tmp_path, monkeypatch):
+    def broken(views):
+        raise RuntimeError("drawing failed")
+
+    # the module, not the vaelab.compare function that shadows it on the package
+    monkeypatch.setattr(importlib.import_module("vaelab.compare"), "render", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        tiny_compare(digits, tmp_path / "work" / "report", epochs=1)
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_evaluate_with_iw_samples(report, capsys, tiny_classifier):
+    code, out, err = run_cli(capsys, "-q", "evaluate", report / "runs" / "vae", "--iw-samples", "20")
+    assert code == 0, err
+    for text in ("neg_elbo", "−log p(x), importance-weighted bound", "classifier FID of random samples",
+                 "max/min class spread", "K = 20", "reference classifier: test accuracy"):
+        assert text in out, text
+    result = json.loads((report / "runs" / "vae" / "eval.json").read_text())
+    assert result["likelihood"]["iw_samples"] == 20 and result["likelihood"]["iw_nll"] <= result["test"]["neg_elbo"] + 1
+    assert {"samples", "latent", "calibration"} <= set(result)
+    code, out, _ = run_cli(capsys, "-q", "evaluate", report / "runs" / "ae", "--iw-samples", "5")
+    assert code == 0 and "importance-weighted" not in out and "classifier FID" in out
+
+
+# --- bad input: one line, exit 2, nothing written -------------------------------------------------------
+@pytest.fixture(scope="module")
+def odd_runs(tmp_path_factory, mnist_sample):
+    """Untrained runs (0 epochs) on datasets that do not go with the digits' runs."""
+    root = tmp_path_factory.mktemp("odd")
+    d = mnist_sample
+    idx = stratified(d.train_labels, 3)
+    sets = {
+        "other": (d.train_images[idx + 1, 0], d.train_labels[idx + 1], d.test_images[:10, 0], d.test_labels[:10]),
+        "big": (np.zeros((30, 32, 32)), d.train_labels[idx], np.zeros((10, 32, 32)), d.test_labels[:10]),
+        "no_test": (d.train_images[idx, 0], d.train_labels[idx], np.zeros((0, 28, 28)), np.zeros(0)),
+    }
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        for name, arrays in sets.items():
+            data_dir = write_dataset(root / name / "mnist", *arrays)
+            config = vaelab.preset("book-vae").replace(data={"dataset": "mnist", "data_dir": str(data_dir)},
+                                                       model={"arch": "mlp"}, train={"epochs": 0})
+            runs[name] = vaelab.train(config, root / name / "run", show_progress=False)
+    return runs
+
+
+@pytest.mark.parametrize("other,match", [
+    ("other", "the runs were trained on different datasets"),
+    ("big", "the runs were trained on different image sizes"),
+])
+def test_runs_that_do_not_go_together(report, odd_runs, other, match, tmp_path, capsys):
+    assert_one_line_error(capsys, "compare", "--runs", report / "runs" / "ae", odd_runs[other], "--out",
+                          tmp_path / "out", match=match, out=tmp_path / "out")
+
+
+def test_run_without_test_data(odd_runs, tmp_path, capsys):
+    assert_one_line_error(capsys, "compare", "--runs", odd_runs["no_test"], odd_runs["no_test"], "--out",
+                          tmp_path / "out", match="without test images; the metrics need a test set",
+                          out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("k", ["0", "-5"])
+def test_iw_samples_must_be_positive(report, k, tmp_path, capsys):
+    match = f"iw-samples must be a whole number of at least 1, got {k}"
+    assert_one_line_error(capsys, "compare", "--iw-samples", k, "--out", tmp_path / "out", match=match,
+                          out=tmp_path / "out")
+    code, _, err = run_cli(capsys, "evaluate", report / "runs" / "vae", "--iw-samples", k)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_or_occupied_report_folder(report, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    runs = ("--runs", report / "runs" / "ae", report / "runs" / "vae")
+    assert_one_line_error(capsys, "compare", *runs, "--out", blocker / "report", match="cannot write the report to",
+                          out=blocker / "report")
+    code, _, err = run_cli(capsys, "compare", *runs, "--out", report)
+    assert code == 2 and "already exists and is not empty" in err
+
+
+@pytest.mark.parametrize("args,match", [
+    (("--epochs", "3"), "--runs compares existing runs with their own settings; --epochs does not apply"),
+    (("--latent-dim", "3"), "--latent-dim does not apply"),
+])
+def test_runs_with_training_flags(report, args, match, tmp_path, capsys):
+    assert_one_line_error(capsys, "compare", "--runs", report / "runs" / "ae", report / "runs" / "vae", *args,
+                          "--out", tmp_path / "out", match=match, out=tmp_path / "out")
+
+
+def test_runs_that_are_not_runs(report, tmp_path, capsys):
+    assert_one_line_error(capsys, "compare", "--runs", report / "runs" / "ae", tmp_path, "--out", tmp_path / "out",
+                          match="is not a vaelab run folder", out=tmp_path / "out")
+
+
+# --- the report in a real browser ----------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path_factory):
+    """Every figure of metrics.json is an <img> in report.html that Chromium decodes offline; a full-page
+    screenshot goes to the test's temporary folder (printed with -s)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser "
+                    f"test; Playwright's own browser download is not used")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+    figures = json.loads((report / "metrics.json").read_text())["figures"]
+    shot = tmp_path_factory.mktemp("report-screenshot") / "report.png"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((report / "report.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("""() => Array.from(document.querySelectorAll('figure')).map(f => {
+            const img = f.querySelector('img');
+            return {id: f.id, title: f.querySelector('h3').textContent, complete: img.complete,
+                    width: img.naturalWidth, height: img.naturalHeight};
+        })""")
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    print(f"\nreport screenshot: {shot}")
+    assert [i["id"] for i in images] == [Path(f["file"]).stem for f in figures]
+    assert [i["title"].split(". ", 1)[1] for i in images] == [f["title"] for f in figures]
+    broken = [i["id"] for i in images if not i["complete"] or i["width"] == 0 or i["height"] == 0]
+    assert not broken, f"broken images: {broken}"
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests  # nothing fetched from a network
+    assert shot.stat().st_size > 10_000
