@@ -3,10 +3,13 @@
     python benchmarks/train_speed.py                       # full MNIST from $VAELAB_DATA_DIR or the cache
     python benchmarks/train_speed.py --cases vaelab-conv-b128,plain-conv-b128 --json out.json
 
-Every case trains the same network (the book's conv VAE, or the 2-D MLP VAE) with the same loss
-(1000 * mean-pixel MSE + KL, Adam 5e-4) for one epoch of full MNIST, each in a fresh subprocess so
-its peak RSS is its own. All cases run in one invocation, so their ratios hold on a noisy machine.
-Prints a table and writes JSON; it never asserts on time.
+Every training case trains the same network (the book's conv VAE, or the 2-D MLP VAE) with the same
+loss (1000 * mean-pixel MSE + KL, Adam 5e-4) for one epoch of full MNIST, each in a fresh subprocess
+so its peak RSS is its own: vaelab with and without each speed lever (channels-last, bf16 autocast),
+a plain PyTorch loop over DataLoader(TensorDataset) as in pytorch/examples, and pythae's trainer
+(`pip install -e .[bench]`). The last case times the K=1000 importance-weighted bound over the test
+set. All cases run in one invocation, so their ratios hold on a noisy machine. Prints a table and
+writes JSON; it never asserts on time.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def matmul_peak_gflops(size: int = 2048, seconds: float = 3.0) -> float:
-    """Best sustained fp32 GEMM rate (GFLOP/s) on all threads: the roof the models are measured against."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(size: int = 2048, seconds: float = 3.0, dtype: torch.dtype = torch.float32) -> float:
+    """Best sustained GEMM rate (GFLOP/s) on all threads: the roof the models are measured against."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     best, deadline = 0.0, time.perf_counter() + seconds
@@ -61,25 +64,44 @@ def load_mnist():
     return vaelab.load_dataset("mnist")
 
 
-def book_config(arch: str, batch: int):
+def book_config(arch: str, batch: int, **levers):
     import vaelab
 
     return vaelab.preset("book-vae").replace(data={"dataset": "mnist"}, model={"arch": arch},
-                                             train={"epochs": 1, "batch_size": batch, "device": "cpu"})
+                                             train={"epochs": 1, "batch_size": batch, "device": "cpu", **levers})
 
 
 # --- the cases: each returns {"images_per_s", "seconds", "test_loss"?} --------------------------------
 
-def run_vaelab(arch: str, batch: int) -> dict:
+def run_vaelab(arch: str, batch: int, **levers) -> dict:
+    """One epoch of `vaelab.train` (the first epoch: warm-up costs such as oneDNN's kernel choice count)."""
     import tempfile
 
     import vaelab
     from vaelab.runs import read_metrics
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = vaelab.train(book_config(arch, batch), Path(tmp) / "run", show_progress=False)
+        run = vaelab.train(book_config(arch, batch, **levers), Path(tmp) / "run", show_progress=False)
         epoch = read_metrics(run)[0]
     return {"images_per_s": epoch["images_per_s"], "seconds": epoch["seconds"], "test_loss": epoch["test"]["loss"]}
+
+
+def run_iw_bound(arch: str, k: int) -> dict:
+    """Evaluation throughput: the K-sample importance-weighted bound over the whole test set for a 2-D VAE
+    with a Bernoulli decoder (untrained: the cost does not depend on the weights)."""
+    from vaelab.config import ModelConfig
+    from vaelab.data.pixels import fixed_test_pixels
+    from vaelab.metrics.likelihood import iw_log_likelihood
+    from vaelab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="vae", arch=arch, likelihood="bernoulli")).eval()
+    x = fixed_test_pixels(load_mnist().test_images, "dynamic")
+    start = time.perf_counter()
+    bound = iw_log_likelihood(model, x, k)
+    seconds = time.perf_counter() - start
+    return {"images_per_s": len(x) / seconds, "seconds": seconds, "decodes_per_s": len(x) * k / seconds,
+            "iw_samples": k, "finite": bool(torch.isfinite(bound).all())}
 
 
 def run_plain(arch: str, batch: int) -> dict:
@@ -159,13 +181,21 @@ def run_pythae(arch: str, batch: int) -> dict:
             "note": "wall time of trainer.train(), which includes pythae's own end-of-training saving"}
 
 
+FAST = {"precision": "bf16", "channels_last": True}  # the speed levers of the book-vae-fast preset
+# name: (function, arch, batch size, keyword arguments); each lever case differs from its baseline in one lever
 CASES = {
-    "vaelab-conv-b32": (run_vaelab, "conv", 32),
-    "vaelab-conv-b128": (run_vaelab, "conv", 128),
-    "vaelab-mlp-b128": (run_vaelab, "mlp", 128),
-    "plain-conv-b32": (run_plain, "conv", 32),
-    "plain-conv-b128": (run_plain, "conv", 128),
-    "pythae-conv-b128": (run_pythae, "conv", 128),
+    "vaelab-conv-b32": (run_vaelab, "conv", 32, {}),
+    "vaelab-conv-b128": (run_vaelab, "conv", 128, {}),
+    "vaelab-conv-b128-cl": (run_vaelab, "conv", 128, {"channels_last": True}),
+    "vaelab-conv-b128-bf16": (run_vaelab, "conv", 128, {"precision": "bf16"}),
+    "vaelab-conv-b128-fast": (run_vaelab, "conv", 128, FAST),
+    "vaelab-conv-b32-fast": (run_vaelab, "conv", 32, FAST),
+    "vaelab-mlp-b128": (run_vaelab, "mlp", 128, {}),
+    "vaelab-mlp-b128-bf16": (run_vaelab, "mlp", 128, {"precision": "bf16"}),
+    "plain-conv-b32": (run_plain, "conv", 32, {}),
+    "plain-conv-b128": (run_plain, "conv", 128, {}),
+    "pythae-conv-b128": (run_pythae, "conv", 128, {}),
+    "iw-mlp-k1000": (run_iw_bound, "mlp", None, {"k": 1000}),
 }
 
 
@@ -173,11 +203,37 @@ def run_case(name: str) -> dict:
     from vaelab.config import ModelConfig
     from vaelab.models import build_model
 
-    fn, arch, batch = CASES[name]
-    result = fn(arch, batch)
-    result.update(case=name, arch=arch, batch_size=batch, peak_rss_mib=round(peak_rss_mib(), 1),
-                  flops_per_image=flops_per_image(build_model(ModelConfig(model="vae", arch=arch)), batch))
+    fn, arch, batch, kwargs = CASES[name]
+    result = fn(arch, batch, **kwargs) if batch else fn(arch, **kwargs)
+    result.update(case=name, arch=arch, batch_size=batch, peak_rss_mib=round(peak_rss_mib(), 1))
+    if batch:  # training: forward + backward FLOPs
+        result["flops_per_image"] = flops_per_image(build_model(ModelConfig(model="vae", arch=arch)), batch)
     return result
+
+
+def print_table(results: list[dict], peak: float, bf16_peak: float) -> None:
+    """Training cases against the plain loop and pythae at the same network and batch size; then evaluation."""
+    def key(result: dict) -> str:
+        return f"{result['arch']}-b{result['batch_size']}"
+
+    peers = {(r["case"].split("-")[0], key(r)): r["images_per_s"] for r in results if "error" not in r}
+    print(f"\nfp32 matmul peak {peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s "
+          f"({torch.get_num_threads()} threads, {platform.machine()}); % peak is of the fp32 peak")
+    print(f"{'case':<22} {'img/s':>7} {'s/epoch':>8} {'RSS MiB':>8} {'GFLOP/s':>8} {'% peak':>7} "
+          f"{'x plain':>8} {'x pythae':>8} {'test loss':>9}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['case']:<22} failed: {r['error']}")
+        elif "flops_per_image" in r:
+            ratios = [peers.get((peer, key(r))) for peer in ("plain", "pythae")]
+            shown = [f"{r['images_per_s'] / p:.2f}x" if p else "" for p in ratios]
+            print(f"{r['case']:<22} {r['images_per_s']:7.0f} {r['seconds']:8.1f} {r['peak_rss_mib']:8.0f} "
+                  f"{r['gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}% {shown[0]:>8} {shown[1]:>8} "
+                  f"{r.get('test_loss', float('nan')):9.2f}")
+    for r in results:
+        if "iw_samples" in r:
+            print(f"{r['case']}: K={r['iw_samples']} importance-weighted bound over 10,000 test images in "
+                  f"{r['seconds']:.1f} s ({r['decodes_per_s']:.0f} decodes/s)")
 
 
 def main() -> None:
@@ -195,33 +251,25 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     peak = matmul_peak_gflops()
+    bf16_peak = matmul_peak_gflops(dtype=torch.bfloat16)
     results = []
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True, text=True)
         if proc.returncode != 0:
-            results.append({"case": name, "error": proc.stderr.strip().splitlines()[-1]})
+            results.append({"case": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]})
             continue
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        result["gflops"] = result["flops_per_image"] * result["images_per_s"] / 1e9
-        result["fraction_of_peak"] = result["gflops"] / peak
+        if "flops_per_image" in result:
+            result["gflops"] = result["flops_per_image"] * result["images_per_s"] / 1e9
+            result["fraction_of_peak"] = result["gflops"] / peak
         results.append(result)
-
-    baseline = {r["case"].split("-", 1)[1]: r["images_per_s"] for r in results if r["case"].startswith("plain")}
-    print(f"\nfp32 matmul peak: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})")
-    print(f"{'case':<18} {'img/s':>9} {'s/epoch':>8} {'RSS MiB':>8} {'GFLOP/s':>8} {'% peak':>7} {'vs plain':>8} {'test loss':>9}")
-    for r in results:
-        if "error" in r:
-            print(f"{r['case']:<18} failed: {r['error']}")
-            continue
-        ratio = r["images_per_s"] / baseline[r["case"].split("-", 1)[1]] if r["case"].split("-", 1)[1] in baseline else None
-        print(f"{r['case']:<18} {r['images_per_s']:9.0f} {r['seconds']:8.1f} {r['peak_rss_mib']:8.0f} "
-              f"{r['gflops']:8.1f} {100 * r['fraction_of_peak']:6.1f}% {f'{ratio:.2f}x' if ratio else '':>8} "
-              f"{r.get('test_loss', float('nan')):9.2f}")
+    print_table(results, peak, bf16_peak)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"matmul_peak_gflops": peak, "threads": torch.get_num_threads(),
-                                     "torch": torch.__version__, "machine": platform.machine(),
-                                     "cpu_count": os.cpu_count(), "results": results}, indent=2))
+    args.json.write_text(json.dumps({"matmul_peak_gflops": peak, "bf16_matmul_peak_gflops": bf16_peak,
+                                     "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                     "machine": platform.machine(), "cpu_count": os.cpu_count(),
+                                     "load_average_1min": os.getloadavg()[0], "results": results}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -57,6 +57,10 @@ def build_parser() -> Parser:
     opt.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4)")
     opt.add_argument("--seed", type=int, help="default: 0")
     opt.add_argument("--device", help="auto (default) | cpu | cuda | mps")
+    opt.add_argument("--lr-schedule", help="constant (default) | warmup-cosine (5%% linear warm-up, cosine to 0)")
+    opt.add_argument("--precision", help="fp32 (default) | bf16 (autocast; fast on CPUs with AVX512-BF16 and GPUs)")
+    opt.add_argument("--channels-last", action="store_true", default=None,
+                     help="NHWC layout for the conv net (faster with oneDNN)")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser("evaluate", help="test-set loss terms of a run; writes eval.json")
@@ -101,7 +105,7 @@ def build_parser() -> Parser:
 
 SECTIONS = {"data": ("dataset", "data_dir", "pixels"),
             "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor"),
-            "train": ("epochs", "batch_size", "lr", "seed", "device")}
+            "train": ("epochs", "batch_size", "lr", "seed", "device", "lr_schedule", "precision", "channels_last")}
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -39,6 +39,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     eval_batch_size: int = 1000
+    lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass)
+    channels_last: bool = False  # NHWC layout for conv weights and batches
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,14 @@ PRESETS: dict[str, dict[str, dict]] = {
     "book-vae": {"model": {"model": "vae", "arch": "conv", "latent_dim": 2, "likelihood": "gaussian",
                            "r_loss_factor": 1000.0},  # 1000 * mean-pixel MSE + KL
                  "train": {"lr": 5e-4, "batch_size": 32}, "data": {"pixels": "continuous"}},
+    # The book's VAE (same network and loss), trained for speed: 4x the batch with 4x the learning rate,
+    # warm-up + cosine decay, bf16 autocast and channels-last. Measured in docs/training.md: test loss 45.2
+    # after 16 epochs (~9 min of training on 2 CPU cores); the book's 200 epochs reached 43.0.
+    "book-vae-fast": {"model": {"model": "vae", "arch": "conv", "latent_dim": 2, "likelihood": "gaussian",
+                                "r_loss_factor": 1000.0},
+                      "train": {"lr": 2e-3, "batch_size": 128, "epochs": 16, "lr_schedule": "warmup-cosine",
+                                "precision": "bf16", "channels_last": True},
+                      "data": {"pixels": "continuous"}},
 }
 
 

@@ -42,8 +42,10 @@ class Autoencoder(nn.Module):
         return latent_dim
 
     # --- the model API -------------------------------------------------------------------------
+    # Under bf16 autocast the networks compute in bf16; their outputs are cast back to the input's dtype
+    # so that losses summed over hundreds of pixels, the KL and the sampling are done in full precision.
     def posterior(self, x: torch.Tensor) -> Posterior:
-        return Posterior(self.encoder(x), None)
+        return Posterior(self.encoder(x).to(x.dtype), None)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code of each image (for a VAE, the posterior mean)."""
@@ -54,7 +56,7 @@ class Autoencoder(nn.Module):
         return self.encode(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return self.decoder(z).to(z.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (the decoder's mean) for codes z [N, latent_dim]."""

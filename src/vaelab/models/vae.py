@@ -27,7 +27,7 @@ class VAE(Autoencoder):
         return 2 * latent_dim  # mean and log-variance from one linear head
 
     def posterior(self, x: torch.Tensor) -> Posterior:
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        mean, logvar = self.encoder(x).to(x.dtype).chunk(2, dim=1)
         return Posterior(mean, logvar)
 
     def sample_latent(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@
         order = randperm(N)                        (saved in the checkpoint if we stop mid-epoch)
         for each batch of `order`:                 (this process's shard when distributed)
             x = pixels(images[batch])              (dynamic binarisation draws here)
-            loss = model.loss(x)["loss"]; backward; Adam step
+            lr = base lr * schedule(how far through the run)
+            loss = model.loss(x)["loss"]           (under bf16 autocast if asked); backward; Adam step
         test-set loss terms -> metrics.jsonl; weights + checkpoint written atomically
 
 Two seeded generators drive all randomness: an order generator for the epoch
@@ -54,6 +55,7 @@ from vaelab.runs import (
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms
+from vaelab.train.speed import autocast, check_levers, set_learning_rate, set_memory_format
 
 log = logging.getLogger("vaelab")
 NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device sync)
@@ -206,6 +208,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     images = session.data.train_images.to(session.device)
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = config.train.epochs * steps_per_epoch
+    memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
     history = read_metrics(session.folder.path)[: progress.epoch] if cluster.is_main else []
     forward = model
     if cluster.distributed:
@@ -232,7 +236,11 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             for step, batch in epoch_batches(n, batch_size, order, progress.step):
                 index = cluster.shard(batch)
                 if len(index):
-                    terms = forward(pixels(images[index]))
+                    x = pixels(images[index]).contiguous(memory_format=memory_format)
+                    set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule,
+                                      (epoch - 1) * steps_per_epoch + step, total_steps)
+                    with autocast(config.train.precision, session.device):
+                        terms = forward(x)
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     optimizer.step()
@@ -309,13 +317,14 @@ def on_main_first(cluster: Cluster, action) -> None:
 def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> Path:
     """Train a new run into the folder `out` and return its path."""
     config = validate(config)
+    check_levers(config.train.precision, config.train.lr_schedule)
     out = Path(out)
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
     device, cluster, data = start(config)
     try:
         config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
         torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
-        model = build_model(config.model).to(device)
+        model = set_memory_format(build_model(config.model).to(device), config.train.channels_last)
         if cluster.rank:
             torch.manual_seed(noise_seed(config.train.seed, cluster.rank))
         folder = RunFolder(out, out)
@@ -355,12 +364,13 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: boo
     if epochs is not None:
         config = config.replace(train={"epochs": epochs})
     config = validate(config)
+    check_levers(config.train.precision, config.train.lr_schedule)
     device, cluster, data = start(config)
     try:
         if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
             raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
                               f"(checksum mismatch); point --data-dir at the original files")
-        model = build_model(config.model).to(device)
+        model = set_memory_format(build_model(config.model).to(device), config.train.channels_last)
         optimizer = make_optimizer(model, config)
         progress, rng = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
         if progress.epoch >= config.train.epochs and progress.step == 0:

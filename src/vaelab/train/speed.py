@@ -1,0 +1,66 @@
+"""Training levers: how fast a step runs, and how the learning rate moves over the run.
+
+    precision      fp32, or bf16 autocast: matmuls and convolutions in bfloat16 (CPUs with
+                   AVX512-BF16/AMX, CUDA GPUs), parameters, optimiser state and loss sums in fp32
+    channels_last  NHWC memory layout for the conv nets (oneDNN's native layout: fewer reorders)
+    lr_schedule    the learning rate as a pure function of how far through the run a step is,
+                   so a resumed run picks it up exactly where it stopped, with no scheduler state
+
+Each lever is measured before and after in benchmarks/train_speed.py; docs/training.md has the figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from vaelab.errors import VaelabError
+
+PRECISIONS = {
+    "fp32": lambda device: contextlib.nullcontext(),
+    "bf16": lambda device: torch.autocast(device.type, dtype=torch.bfloat16),
+}
+
+WARMUP = 0.05  # fraction of the run spent ramping the learning rate up from 0
+
+
+def constant(fraction: float) -> float:
+    return 1.0
+
+
+def warmup_cosine(fraction: float) -> float:
+    """Linear warm-up over the first 5% of steps, then half a cosine down to 0 at the last step."""
+    if fraction < WARMUP:
+        return fraction / WARMUP
+    return 0.5 * (1.0 + math.cos(math.pi * (fraction - WARMUP) / (1.0 - WARMUP)))
+
+
+SCHEDULES = {"constant": constant, "warmup-cosine": warmup_cosine}
+
+
+def check_levers(precision: str, lr_schedule: str) -> None:
+    if precision not in PRECISIONS:
+        raise VaelabError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if lr_schedule not in SCHEDULES:
+        raise VaelabError(f"unknown lr-schedule {lr_schedule!r}; choose from: {', '.join(SCHEDULES)}")
+
+
+def autocast(precision: str, device: torch.device):
+    """The context the forward pass runs in (backward follows the dtypes it recorded)."""
+    return PRECISIONS[precision](device)
+
+
+def set_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    """Put the 4-D (conv) weights in channels-last layout; other tensors are unaffected."""
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, schedule: str, step: int,
+                      total_steps: int) -> None:
+    """The learning rate for global step `step` (0-based) of a run of `total_steps`, read at the step's
+    midpoint so that neither the first nor the last step gets a zero rate."""
+    factor = SCHEDULES[schedule]((step + 0.5) / max(total_steps, 1))
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * factor
