@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -63,3 +64,11 @@ def test_bernoulli_is_summed_cross_entropy():
     assert torch.allclose(Bernoulli(784).reconstruction(logits, x),
                           F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1),
                           rtol=1e-4)
+
+
+@pytest.mark.parametrize("likelihood", [Bernoulli(784), Gaussian(784, 1000.0)])
+def test_images_broadcast_over_leading_sample_dimensions(likelihood):
+    """K samples per image ([K, N, C, H, W] logits against [N, C, H, W] images) equal the copied layout."""
+    x, logits = torch.bernoulli(torch.full((3, 1, 28, 28), 0.4)), torch.randn(4, 3, 1, 28, 28)
+    copied = likelihood.reconstruction(logits.flatten(0, 1), x.repeat(4, 1, 1, 1)).view(4, 3)
+    assert torch.equal(likelihood.reconstruction(logits, x), copied)

@@ -36,9 +36,8 @@ def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | Non
     """log w for k codes per image of the batch x: [k, len(x)]."""
     mean, logvar = model.posterior(x)
     z = mean + torch.exp(0.5 * logvar) * torch.randn(k, *mean.shape, generator=generator, device=mean.device)
-    logits = model.decode_logits(z.flatten(0, 1))
-    targets = x.expand(k, *x.shape).flatten(0, 1)
-    log_px_z = -(model.likelihood.reconstruction(logits, targets) + model.likelihood.log_normaliser).view(k, len(x))
+    logits = model.decode_logits(z.flatten(0, 1)).view(k, *x.shape)  # x broadcasts over the k samples: no copies
+    log_px_z = -(model.likelihood.reconstruction(logits, x) + model.likelihood.log_normaliser)
     return log_px_z + log_normal(z) - log_normal(z, mean, logvar)
 
 

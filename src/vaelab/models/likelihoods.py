@@ -20,6 +20,9 @@ import torch.nn.functional as F
 
 from vaelab.errors import VaelabError
 
+# Sums run over an image's (C, H, W): logits may carry extra leading dimensions (say K importance samples
+# of every image) and the images x then broadcast against them without being copied.
+IMAGE_DIMS = (-3, -2, -1)
 
 class Bernoulli:
     """Binary pixels: cross-entropy on logits, summed over pixels (exact likelihood for binarised data)."""
@@ -28,7 +31,7 @@ class Bernoulli:
         self.n_pixels = n_pixels
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        return F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(IMAGE_DIMS)
 
     @property
     def log_normaliser(self) -> float:
@@ -45,7 +48,7 @@ class Gaussian:
         self.variance = n_pixels / (2.0 * r_loss_factor)
 
     def reconstruction(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.r_loss_factor * (torch.sigmoid(logits) - x).pow(2).flatten(1).mean(1)
+        return self.r_loss_factor * (torch.sigmoid(logits) - x).pow(2).mean(IMAGE_DIMS)
 
     @property
     def log_normaliser(self) -> float:
