@@ -135,6 +135,7 @@ def run_pythae(arch: str, batch: int) -> dict:
     import tempfile
 
     import torch.nn.functional as F
+    from pythae.data.datasets import BaseDataset
     from pythae.models import VAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
@@ -173,7 +174,8 @@ def run_pythae(arch: str, batch: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = BaseTrainerConfig(output_dir=tmp, num_epochs=1, learning_rate=5e-4, per_device_train_batch_size=batch,
                                    per_device_eval_batch_size=1000, no_cuda=True, steps_saving=None)
-        trainer = BaseTrainer(model, train_dataset=(data.train_images.float() / 255).numpy(), training_config=config)
+        dataset = BaseDataset(data.train_images.float() / 255, data.train_labels)
+        trainer = BaseTrainer(model, train_dataset=dataset, training_config=config)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

@@ -60,7 +60,7 @@ def test_preset_then_flags(tiny_data_dir, tmp_path, capsys):
     ("--likelihood", "poisson", "unknown likelihood 'poisson'; choose from: bernoulli, gaussian"),
     ("--pixels", "grey", "unknown pixel mode 'grey'; choose from: continuous, dynamic, static"),
     ("--device", "tpu", "unknown device 'tpu'"),
-    ("--precision", "fp16", "unknown precision 'fp16'; choose from: fp32, bf16"),
+    ("--precision", "fp16", "unknown precision 'fp16'; choose from: fp32, bf16, auto"),
     ("--lr-schedule", "step", "unknown lr-schedule 'step'; choose from: constant, warmup-cosine"),
     ("--lr", "0", "lr must be a positive number, got 0.0"),
     ("--lr=-1e-3", None, "lr must be a positive number"),

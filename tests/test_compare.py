@@ -13,6 +13,7 @@ import torch
 
 import vaelab
 from vaelab.cli import main
+from vaelab.compare import study_configs
 from vaelab.data.idx import write_idx
 from vaelab.metrics import Recipe, reference_classifier
 from vaelab.report.figures import FIGURES
@@ -70,6 +71,20 @@ def assert_one_line_error(capsys, *args, match: str, out: Path):
     assert code == 2 and len(lines) == 1 and "error:" in lines[0] and match in lines[0], err
     assert not out.exists(), "a report folder was left behind"
     assert not list(out.parent.glob(f".{out.name}.partial-*")), "a staging folder was left behind"
+
+
+@pytest.mark.parametrize("n_train,options,epochs", [
+    (60_000, {}, 3),  # full MNIST: the preset's 3 epochs are 180,000 images
+    (4_000, {}, 15),  # the sample: epochs rise until each model sees 60,000 images
+    (4_000, {"epochs": 2}, 2),  # an explicit --epochs wins
+])
+def test_fast_study_trains_long_enough_on_small_data(n_train, options, epochs):
+    configs = study_configs("fast", {"dataset": "mnist", **options}, n_train)
+    assert list(configs) == ["ae", "vae"]
+    assert [c.model.model for c in configs.values()] == ["ae", "vae"]
+    assert all(c.train.epochs == epochs and c.train.precision == "auto" for c in configs.values())
+    book = study_configs("book", {"dataset": "mnist"}, n_train)["vae"].train
+    assert (book.batch_size, book.lr, book.precision, book.lr_schedule) == (32, 5e-4, "fp32", "constant")
 
 
 def test_report_folder(report):

@@ -58,7 +58,8 @@ def build_parser() -> Parser:
     opt.add_argument("--seed", type=int, help="default: 0")
     opt.add_argument("--device", help="auto (default) | cpu | cuda | mps")
     opt.add_argument("--lr-schedule", help="constant (default) | warmup-cosine (5%% linear warm-up, cosine to 0)")
-    opt.add_argument("--precision", help="fp32 (default) | bf16 (autocast; fast on CPUs with AVX512-BF16 and GPUs)")
+    opt.add_argument("--precision", help="fp32 (default) | bf16 (autocast; fast on CPUs with AVX512-BF16 and GPUs) "
+                                         "| auto (bf16 where the hardware has it)")
     opt.add_argument("--channels-last", action="store_true", default=None,
                      help="NHWC layout for the conv net (faster with oneDNN)")
     train.set_defaults(handler=run_train)

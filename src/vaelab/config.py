@@ -40,7 +40,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     eval_batch_size: int = 1000
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
     channels_last: bool = False  # NHWC layout for conv weights and batches
 
 

@@ -8,8 +8,8 @@ from test_training import assert_same_weights, interrupt_at, losses
 import vaelab
 from vaelab.models import build_model
 from vaelab.runs import read_config, read_metrics
-from vaelab.train import TrainingInterrupted
-from vaelab.train.speed import WARMUP, autocast, set_learning_rate, warmup_cosine
+from vaelab.train import TrainingInterrupted, speed
+from vaelab.train.speed import WARMUP, autocast, native_bf16, set_learning_rate, warmup_cosine
 
 
 def conv_config(data_dir, epochs=2, **train):
@@ -78,3 +78,15 @@ def test_each_lever_changes_the_numbers_only_by_rounding(tiny_data_dir, tmp_path
     assert test["bf16"] == pytest.approx(test["fp32"], rel=0.02)
     assert test["nhwc"] == pytest.approx(test["fp32"], rel=1e-3)
     assert test["cosine"] != test["fp32"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_resolved_and_recorded(tiny_data_dir, tmp_path, monkeypatch, native):
+    """`auto` means bf16 only where the hardware computes it; the run folder says which one was used."""
+    monkeypatch.setattr(speed, "native_bf16", lambda device: native)
+    run = vaelab.train(conv_config(tiny_data_dir, epochs=1, precision="auto"), tmp_path / "run", show_progress=False)
+    assert read_config(run)[0].train.precision == ("bf16" if native else "fp32")
+
+
+def test_devices_without_a_bf16_probe_stay_in_fp32():
+    assert native_bf16(torch.device("meta")) is False

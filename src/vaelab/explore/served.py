@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaelab.data import ImageData, cache_dir, fixed_test_pixels, load_dataset
+from vaelab.data import ImageData, fixed_test_pixels, load_dataset
 from vaelab.errors import VaelabError
-from vaelab.metrics.classifier import Recipe, ReferenceClassifier, load_cached
+from vaelab.metrics.classifier import Recipe, ReferenceClassifier, cache_folder, load_cached
 from vaelab.runs import load, read_config
 
 ENCODE_BATCH = 1000  # test images encoded per forward pass at start-up
@@ -38,8 +38,7 @@ def cached_classifier(data: ImageData) -> FoundClassifier:
 
     The explorer never trains one itself: that takes minutes, and start-up should take seconds.
     """
-    folder = cache_dir() / "classifiers" / data.identity()["sha256"][:16]  # where vaelab.metrics caches it
-    found = load_cached(folder, data, Recipe())
+    found = load_cached(cache_folder(data.identity()["sha256"]), data, Recipe())
     if found is None:
         return None, (f"no reference classifier cached for {data.name} yet (the sample-quality metrics "
                       f"train and cache one)")

@@ -55,7 +55,7 @@ from vaelab.runs import (
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms
-from vaelab.train.speed import autocast, check_levers, set_learning_rate, set_memory_format
+from vaelab.train.speed import autocast, check_levers, resolve_precision, set_learning_rate, set_memory_format
 
 log = logging.getLogger("vaelab")
 NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device sync)
@@ -322,7 +322,8 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
     device, cluster, data = start(config)
     try:
-        config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape})
+        config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape},
+                                train={"precision": resolve_precision(config.train.precision, device)})
         torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
         model = set_memory_format(build_model(config.model).to(device), config.train.channels_last)
         if cluster.rank:

@@ -1,7 +1,8 @@
 """Training levers: how fast a step runs, and how the learning rate moves over the run.
 
     precision      fp32, or bf16 autocast: matmuls and convolutions in bfloat16 (CPUs with
-                   AVX512-BF16/AMX, CUDA GPUs), parameters, optimiser state and loss sums in fp32
+                   AVX512-BF16/AMX, CUDA GPUs), parameters, optimiser state and loss sums in fp32;
+                   auto: bf16 where the device computes it natively, else fp32
     channels_last  NHWC memory layout for the conv nets (oneDNN's native layout: fewer reorders)
     lr_schedule    the learning rate as a pure function of how far through the run a step is,
                    so a resumed run picks it up exactly where it stopped, with no scheduler state
@@ -22,6 +23,23 @@ PRECISIONS = {
     "fp32": lambda device: contextlib.nullcontext(),
     "bf16": lambda device: torch.autocast(device.type, dtype=torch.bfloat16),
 }
+AUTO = "auto"  # resolved to one of PRECISIONS when a run starts, and recorded in its config
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` has bfloat16 arithmetic in hardware; elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch's own CPU feature probes (private, hence the fallback)
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != AUTO:
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 WARMUP = 0.05  # fraction of the run spent ramping the learning rate up from 0
 
@@ -41,8 +59,8 @@ SCHEDULES = {"constant": constant, "warmup-cosine": warmup_cosine}
 
 
 def check_levers(precision: str, lr_schedule: str) -> None:
-    if precision not in PRECISIONS:
-        raise VaelabError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if precision not in (*PRECISIONS, AUTO):
+        raise VaelabError(f"unknown precision {precision!r}; choose from: {', '.join([*PRECISIONS, AUTO])}")
     if lr_schedule not in SCHEDULES:
         raise VaelabError(f"unknown lr-schedule {lr_schedule!r}; choose from: {', '.join(SCHEDULES)}")
 
