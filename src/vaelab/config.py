@@ -38,7 +38,7 @@ class TrainConfig:
     lr: float = 5e-4
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 100  # no-grad passes: small batches stay in cache (conv: 1.4x faster than at 1000)
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
     channels_last: bool = False  # NHWC layout for conv weights and batches

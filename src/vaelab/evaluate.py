@@ -25,18 +25,20 @@ log = logging.getLogger("vaelab")
 
 
 def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 1000, write: bool = True, iw_samples: int | None = None,
+             device: str = "auto", batch_size: int | None = None, write: bool = True, iw_samples: int | None = None,
              classifier: Recipe = Recipe(), show_progress: bool = True) -> dict:
     """Test-set means of every loss term (nats per image) and the reconstruction MSE; with `iw_samples`,
     also the sections 'likelihood', 'samples', 'latent' and 'calibration' (see the module docstring).
 
-    `dataset` defaults to the run's own; another dataset must have the same image shape.
+    `dataset` defaults to the run's own; another dataset must have the same image shape; `batch_size`
+    to the run's eval_batch_size.
     """
     if iw_samples is not None:
         check_iw_samples(iw_samples)
     run_dir = Path(run_dir)
     config, raw = read_config(run_dir)
     model = load(run_dir, resolve_device(device))
+    batch_size = batch_size or config.train.eval_batch_size
     data = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir)
     if tuple(data.image_shape) != tuple(config.model.image_shape):
         raise VaelabError(f"{data.name} images are {data.image_shape}, but {run_dir} was trained on "

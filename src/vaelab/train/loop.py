@@ -271,7 +271,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             progress = dataclasses.replace(progress, epoch=epoch, step=0, permutation=None, sums={},
                                            train_seconds=progress.train_seconds + seconds)
             if cluster.is_main:
-                model.fit_prior(prior_x.to(session.device))
+                model.fit_prior(prior_x.to(session.device), config.train.eval_batch_size)
                 test = loss_terms(model, test_x, config.train.eval_batch_size)
                 history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(seconds, 3),
                                 "images_per_s": round(n / seconds, 1), "images_seen": progress.images_seen})
