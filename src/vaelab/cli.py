@@ -150,8 +150,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"  -log p(x) bound: K = {result['likelihood']['iw_samples']}, standard error "
               f"{result['likelihood']['iw_nll_stderr']:.4f} nats over images")
     c = result["calibration"]
-    print(f"  reference classifier: test accuracy {c['classifier_test_accuracy']:.2%}; classifier FID of real "
-          f"train vs test images (floor) {c['fid_train_vs_test']:.4f}")
+    print(f"  reference classifier: test accuracy {c['classifier_test_accuracy']:.2%}; real train vs test images "
+          f"(what a perfect model scores): manifold precision {c['precision_train_vs_test']:.4f}, classifier FID "
+          f"{c['fid_train_vs_test']:.4f}")
 
 
 def run_compare(args: argparse.Namespace) -> None:

@@ -182,7 +182,7 @@ def study(run_dirs: list[Path], shown_paths: list[str], folder: Path, *, data_di
         "calibration": ref.calibration,
         "runs": runs,
         "verdicts": [asdict(v) for v in verdicts(labels, [r["metrics"] for r in runs],
-                                                  ref.calibration["fid_train_vs_test"])],
+                                                  ref.calibration["precision_train_vs_test"])],
         "projections": {view.label: view.projection.description for view in views},
         "figures": [{"file": f"{FIGURE_FOLDER}/{f.name}.png", "title": f.title, "caption": f.caption}
                     for f in figures],

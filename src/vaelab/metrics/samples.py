@@ -26,6 +26,7 @@ import torch
 from vaelab.metrics.classifier import ReferenceClassifier
 from vaelab.metrics.fid import frechet_between
 from vaelab.metrics.latent import even_unit_points, sampling_quantile
+from vaelab.metrics.manifold import manifold_precision
 
 CONFIDENT = 0.9
 GRID_SIDE = 32  # the confident-fraction grid: 32 x 32 codes in 2-D (32^2 Sobol points above)
@@ -61,6 +62,7 @@ def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.
     features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
     grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
     _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))
-    return {"fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
+    return {"precision": manifold_precision(features, real_features),
+            "fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
             "classifier_score": classifier_score(probabilities),
             "confident_fraction": confident_fraction(grid_probabilities), "n_samples": n, "grid_points": len(grid)}

@@ -22,6 +22,7 @@ from vaelab.metrics.classifier import Recipe, ReferenceClassifier, reference_cla
 from vaelab.metrics.fid import frechet_between
 from vaelab.metrics.latent import latent_metrics
 from vaelab.metrics.likelihood import likelihood_metrics
+from vaelab.metrics.manifold import manifold_precision
 from vaelab.metrics.samples import classifier_score, sample_quality, top_probability
 
 KNN_REFERENCE_IMAGES = 10_000  # training images whose codes the k-NN classifier remembers
@@ -51,6 +52,7 @@ def reference(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = 
     train_subset = torch.randperm(len(data.train_images), generator=generator)[:len(data.test_images)]
     train_features, _ = classifier.outputs(to_unit(data.train_images[train_subset]))
     calibration = {"classifier_test_accuracy": classifier.test_accuracy,
+                   "precision_train_vs_test": manifold_precision(train_features, features),
                    "fid_train_vs_test": frechet_between(train_features, features),
                    "top_probability": top_probability(probabilities),
                    "classifier_score": classifier_score(probabilities), "n_images": len(features)}

@@ -44,8 +44,9 @@ def calibration(study: dict) -> str:
     return ("<ul>"
             f"<li>Reference classifier test accuracy: <b>{c['classifier_test_accuracy']:.2%}</b> on "
             f"{escape(study['dataset']['name'])}.</li>"
-            f"<li>Classifier FID between {c['n_images']} real training and {c['n_images']} real test images: "
-            f"<b>{format_value(c['fid_train_vs_test'])}</b> (the floor: what a perfect model would score).</li>"
+            f"<li>{c['n_images']} real training against {c['n_images']} real test images (what a perfect model "
+            f"would score): manifold precision <b>{format_value(c['precision_train_vs_test'])}</b>, classifier FID "
+            f"<b>{format_value(c['fid_train_vs_test'])}</b>.</li>"
             f"<li>Real test images: mean top-class probability {format_value(c['top_probability'])}, "
             f"classifier score {format_value(c['classifier_score'])} (maximum {len(study['dataset']['classes'])})."
             "</li></ul>")

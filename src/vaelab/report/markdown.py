@@ -28,8 +28,9 @@ def render_markdown(study: dict, figures: list[RenderedFigure], figure_folder: s
     lines += ["", "↓ lower is better, ↑ higher is better, the better value in bold; — : not defined for the model. "
               "Definitions: docs/metrics.md.", "", "## Calibration", "",
               f"- Reference classifier test accuracy: {c['classifier_test_accuracy']:.2%}",
-              f"- Classifier FID, {c['n_images']} real training vs test images (the floor): "
-              f"{format_value(c['fid_train_vs_test'])}",
+              f"- {c['n_images']} real training vs test images (what a perfect model would score): "
+              f"manifold precision {format_value(c['precision_train_vs_test'])}, "
+              f"classifier FID {format_value(c['fid_train_vs_test'])}",
               f"- Real test images: top-class probability {format_value(c['top_probability'])}, classifier score "
               f"{format_value(c['classifier_score'])}", "", "## Figures", ""]
     for i, figure in enumerate(figures):

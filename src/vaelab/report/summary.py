@@ -12,8 +12,8 @@ from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
 
 # What each flaw's numbers are, filled from one run's metrics, and what being better on it means.
 EVIDENCE = {
-    1: "random samples reach a classifier FID of {samples[fid]:.3g} and {samples[confident_fraction]:.0%} of its "
-       "latent grid decodes to a confident image",
+    1: "{samples[precision]:.0%} of its random samples land on the real-image manifold (classifier FID "
+       "{samples[fid]:.3g}; {samples[confident_fraction]:.0%} of its latent grid decodes to a confident image)",
     2: "its codes' Gaussian fit is {latent[gaussian_kl]:.3g} nats from N(0, I) (mean {latent[mean_norm]:.3g} from 0, "
        "MMD² {latent[mmd2]:.2g})",
     3: "its largest class spread is {latent[spread_ratio]:.3g}× its smallest (coefficient of variation "
@@ -68,7 +68,7 @@ class Verdict:
     sentence: str
 
 
-def verdicts(labels: list[str], run_metrics: list[dict], floor_fid: float) -> list[Verdict]:
+def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float) -> list[Verdict]:
     """One sentence per flaw: each run's evidence, then which run the headline metric favours."""
     result = []
     for flaw, problem in FLAWS.items():
@@ -78,7 +78,7 @@ def verdicts(labels: list[str], run_metrics: list[dict], floor_fid: float) -> li
         better = labels[best] if best is not None else None
         conclusion = (f"by {metric.name} ({metric.better} is better) the {better} {BETTER_MEANS[flaw]}"
                       if better else f"{metric.name} does not separate the runs")
-        floor = f" (real images reach {floor_fid:.3g})" if flaw == 1 else ""
+        floor = f" (real images: {real_precision:.0%})" if flaw == 1 else ""
         result.append(Verdict(flaw, problem, metric.key, better,
                               f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}."))
     return result
