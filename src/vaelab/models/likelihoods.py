@@ -24,6 +24,7 @@ from vaelab.errors import VaelabError
 # of every image) and the images x then broadcast against them without being copied.
 IMAGE_DIMS = (-3, -2, -1)
 
+
 class Bernoulli:
     """Binary pixels: cross-entropy on logits, summed over pixels (exact likelihood for binarised data)."""
 
