@@ -5,15 +5,15 @@ from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, reference_classifier
 from vaelab.metrics.fid import frechet_between, frechet_distance, gaussian_statistics
 from vaelab.metrics.latent import (
-                                   class_spreads,
-                                   even_unit_points,
-                                   gaussian_kl,
-                                   knn_accuracy,
-                                   latent_metrics,
-                                   mmd2,
-                                   sampling_quantile,
-                                   spread_cv,
-                                   spread_ratio,
+    class_spreads,
+    even_unit_points,
+    gaussian_kl,
+    knn_accuracy,
+    latent_metrics,
+    mmd2,
+    sampling_quantile,
+    spread_cv,
+    spread_ratio,
 )
 from vaelab.metrics.likelihood import iw_log_likelihood, likelihood_metrics
 from vaelab.metrics.samples import classifier_score, sample_quality

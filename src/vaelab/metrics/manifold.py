@@ -28,9 +28,12 @@ def knn_radii(real: torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def manifold_precision(samples: torch.Tensor, real: torch.Tensor, k: int = NEIGHBOURS) -> float:
-    """Share of `samples` (feature rows) inside the union of the real features' k-NN balls."""
-    real, radii = real.double(), knn_radii(real, k)
+def manifold_precision(samples: torch.Tensor, real: torch.Tensor, radii: torch.Tensor | None = None,
+                       k: int = NEIGHBOURS) -> float:
+    """Share of `samples` (feature rows) inside the union of the real features' k-NN balls; pass `radii`
+    (from `knn_radii(real)`) when scoring several sets against the same real features."""
+    real = real.double()
+    radii = knn_radii(real, k) if radii is None else radii
     inside = [(torch.cdist(samples[i:i + CHUNK].double(), real) <= radii).any(1)
               for i in range(0, len(samples), CHUNK)]
     return torch.cat(inside).double().mean().item()

@@ -56,13 +56,15 @@ def confident_fraction(probabilities: torch.Tensor, threshold: float = CONFIDENT
 
 
 def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, n: int,
-                   batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE) -> dict:
-    """Flaw 1's numbers for n random samples of `model`, against the features of n real test images."""
+                   batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE,
+                   real_radii: torch.Tensor | None = None) -> dict:
+    """Flaw 1's numbers for n random samples of `model`, against the features of n real test images
+    (and their k-NN radii, computed here when not given)."""
     generator = torch.Generator(model.code_low.device).manual_seed(seed)
     features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
     grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
     _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))
-    return {"precision": manifold_precision(features, real_features),
+    return {"precision": manifold_precision(features, real_features, real_radii),
             "fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
             "classifier_score": classifier_score(probabilities),
             "confident_fraction": confident_fraction(grid_probabilities), "n_samples": n, "grid_points": len(grid)}

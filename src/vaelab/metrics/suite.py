@@ -22,7 +22,7 @@ from vaelab.metrics.classifier import Recipe, ReferenceClassifier, reference_cla
 from vaelab.metrics.fid import frechet_between
 from vaelab.metrics.latent import latent_metrics
 from vaelab.metrics.likelihood import likelihood_metrics
-from vaelab.metrics.manifold import manifold_precision
+from vaelab.metrics.manifold import knn_radii, manifold_precision
 from vaelab.metrics.samples import classifier_score, sample_quality, top_probability
 
 KNN_REFERENCE_IMAGES = 10_000  # training images whose codes the k-NN classifier remembers
@@ -33,6 +33,7 @@ FLOOR_SEED = 11
 class Reference:
     classifier: ReferenceClassifier
     real_features: torch.Tensor  # penultimate features of the test images
+    real_radii: torch.Tensor  # their k-NN radii: the real-image manifold that samples are scored against
     calibration: dict
 
 
@@ -42,21 +43,22 @@ def require_test_images(data: ImageData) -> None:
 
 
 def reference(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = True) -> Reference:
-    """The classifier for `data` and the real-image calibration: its test accuracy, the FID between
-    as many random training images as there are test images and the test images (the floor), and the
-    real test images' top probability and classifier score."""
+    """The classifier for `data` and the real-image calibration: its test accuracy, the manifold precision
+    and FID of as many random training images as there are test images against the test images (what a
+    perfect model would score), and the real test images' top probability and classifier score."""
     require_test_images(data)
     classifier = reference_classifier(data, recipe, show_progress)
     features, probabilities = classifier.outputs(to_unit(data.test_images))
     generator = torch.Generator().manual_seed(FLOOR_SEED)
     train_subset = torch.randperm(len(data.train_images), generator=generator)[:len(data.test_images)]
     train_features, _ = classifier.outputs(to_unit(data.train_images[train_subset]))
+    radii = knn_radii(features)
     calibration = {"classifier_test_accuracy": classifier.test_accuracy,
-                   "precision_train_vs_test": manifold_precision(train_features, features),
+                   "precision_train_vs_test": manifold_precision(train_features, features, radii),
                    "fid_train_vs_test": frechet_between(train_features, features),
                    "top_probability": top_probability(probabilities),
                    "classifier_score": classifier_score(probabilities), "n_images": len(features)}
-    return Reference(classifier, features, calibration)
+    return Reference(classifier, features, radii, calibration)
 
 
 @torch.no_grad()
@@ -75,7 +77,8 @@ def run_metrics(model, data: ImageData, pixels: str, ref: Reference, iw_samples:
     codes = encode_all(model, x, batch_size)
     return {
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
-        "samples": sample_quality(model, ref.classifier, ref.real_features, len(x), batch_size),
+        "samples": sample_quality(model, ref.classifier, ref.real_features, len(x), batch_size,
+                                  real_radii=ref.real_radii),
         "latent": latent_metrics(codes, data.test_labels, encode_all(model, reference_x, batch_size),
                                  data.train_labels[:KNN_REFERENCE_IMAGES]),
     }
