@@ -18,7 +18,7 @@ from vaelab.data.idx import write_idx
 from vaelab.metrics import Recipe, reference_classifier
 from vaelab.report.figures import FIGURES
 
-TINY_CLASSIFIER = Recipe(images=512, batch_size=64)
+TINY_CLASSIFIER = Recipe(epochs=0, min_images=512, batch_size=64)
 BASE_FIGURES = {"scatter", "samples", "grid", "reconstructions", "histograms", "training"}
 
 
@@ -83,6 +83,7 @@ def test_fast_study_trains_long_enough_on_small_data(n_train, options, epochs):
     assert list(configs) == ["ae", "vae"]
     assert [c.model.model for c in configs.values()] == ["ae", "vae"]
     assert all(c.train.epochs == epochs and c.train.precision == "auto" for c in configs.values())
+    assert all((c.train.batch_size, c.train.lr) == (32, 5e-4) for c in configs.values())
     book = study_configs("book", {"dataset": "mnist"}, n_train)["vae"].train
     assert (book.batch_size, book.lr, book.precision, book.lr_schedule) == (32, 5e-4, "fp32", "constant")
 
@@ -114,6 +115,7 @@ def test_report_html_is_self_contained_and_md_links_figures(report):
         assert verdict["sentence"].split(":")[0] in html
     markdown = (report / "report.md").read_text()
     assert all(f"(figures/{name}.png)" in markdown for name in BASE_FIGURES)
+    assert "| flaw 1 | share of random samples like its reconstructions | ↑ |" in markdown
     assert "| flaw 1 | share of random samples on the real-image manifold | ↑ |" in markdown
     assert "| flaw 1 | classifier FID of random samples | ↓ |" in markdown
 
@@ -160,7 +162,8 @@ def test_evaluate_with_iw_samples(report, capsys, tiny_classifier):
     code, out, err = run_cli(capsys, "-q", "evaluate", report / "runs" / "vae", "--iw-samples", "20")
     assert code == 0, err
     for text in ("neg_elbo", "−log p(x), importance-weighted bound", "classifier FID of random samples",
-                 "max/min class spread", "K = 20", "reference classifier: test accuracy"):
+                 "max/min class spread", "K = 20", "reference classifier: test accuracy",
+                 "share of random samples like its reconstructions", "decodes at the codes of training images"):
         assert text in out, text
     result = json.loads((report / "runs" / "vae" / "eval.json").read_text())
     assert result["likelihood"]["iw_samples"] == 20 and result["likelihood"]["iw_nll"] <= result["test"]["neg_elbo"] + 1

@@ -149,6 +149,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if "iw_nll" in result["likelihood"]:
         print(f"  -log p(x) bound: K = {result['likelihood']['iw_samples']}, standard error "
               f"{result['likelihood']['iw_nll_stderr']:.4f} nats over images")
+    print(f"  decodes at the codes of training images like its reconstructions (what a sampler that hits the "
+          f"codes scores): {result['samples']['precision_at_codes']:.4f}")
     c = result["calibration"]
     print(f"  reference classifier: test accuracy {c['classifier_test_accuracy']:.2%}; real train vs test images "
           f"(what a perfect model scores): manifold precision {c['precision_train_vs_test']:.4f}, classifier FID "

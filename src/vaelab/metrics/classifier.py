@@ -10,8 +10,10 @@ A cached classifier is used only when its recipe matches the one asked for.
 
 Network: conv 3x3 32 -> ReLU -> max-pool 2 -> conv 3x3 64 -> ReLU -> max-pool 2
 -> dense 128 -> ReLU (the penultimate features, used for the Fréchet distance)
--> dense to the classes. Adam with a cosine-decayed learning rate for a fixed
-number of training images (three epochs of MNIST) reaches about 99.1% on MNIST.
+-> dense to the classes. Adam with a cosine-decayed learning rate for three
+epochs, but at least 60,000 images, reaches about 99.1% on MNIST (180,000
+images, 55 s on 2 CPU cores) and 97.6% on the 4,000-image mnist-sample (60,000
+images, 19 s; 45 epochs there buy only 98.1% for three times the time).
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ FEATURES = 128
 class Recipe:
     """Everything that decides the classifier's weights (with the data and the machine's arithmetic)."""
 
-    images: int = 180_000  # training images seen (three epochs of MNIST), whatever the dataset's size
+    epochs: int = 3
+    min_images: int = 60_000  # a small dataset is seen for more epochs, until this many images
     batch_size: int = 128
     lr: float = 2e-3
     seed: int = 0
+
+    def images(self, n_train: int) -> int:
+        """Training images seen on a dataset with n_train training images."""
+        return max(self.epochs * n_train, self.min_images)
 
 
 class ReferenceCNN(nn.Module):
@@ -87,9 +94,9 @@ class ReferenceClassifier:
 
 
 def train_network(data: ImageData, recipe: Recipe, show_progress: bool = True) -> ReferenceCNN:
-    """Adam on cross-entropy for `recipe.images` training images, learning rate cosine-decayed to 0."""
+    """Adam on cross-entropy for `recipe.images(...)` training images, learning rate cosine-decayed to 0."""
     steps_per_epoch = math.ceil(len(data.train_images) / recipe.batch_size)
-    steps = math.ceil(recipe.images / recipe.batch_size)
+    steps = math.ceil(recipe.images(len(data.train_images)) / recipe.batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         network = ReferenceCNN(data.image_shape, len(data.classes))
@@ -145,7 +152,8 @@ def reference_classifier(data: ImageData, recipe: Recipe = Recipe(), show_progre
                  100 * cached.test_accuracy)
         return cached
     started = time.perf_counter()
-    log.info("training the reference classifier for %s (%d images, cached in %s)", data.name, recipe.images, folder)
+    log.info("training the reference classifier for %s (%d images, cached in %s)", data.name,
+             recipe.images(len(data.train_images)), folder)
     network = train_network(data, recipe, show_progress)
     classifier = ReferenceClassifier(network, data.name, 0.0, recipe)
     classifier.test_accuracy = accuracy(classifier, data)

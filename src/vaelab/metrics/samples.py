@@ -1,9 +1,18 @@
-"""Flaw 1, images decoded from empty space: how much do a model's random samples look like real images?
+"""Flaw 1, images decoded from empty space: are a model's random samples as good as what it decodes at real codes?
 
 Codes are drawn from the model's own sampling distribution (AE: uniform over
 the bounding box of its codes, as the book does; VAE: N(0, I)) and decoded to
 the decoder's mean image. Everything is judged by the reference classifier:
 
+- precision against its reconstructions (the headline): the share of samples
+  that land on the manifold of the model's own reconstructions of the test
+  images. It asks the flaw's question exactly: a code drawn from empty space
+  decodes to something unlike anything the decoder makes at the codes of real
+  images. How sharp the decoder is at its best (a VAE's blur) cancels out; the
+  same precision for decodes at the codes of training images is what a sampler
+  that hits the codes' distribution exactly would score;
+- precision against real images: the same, against the real test images'
+  manifold: how realistic the samples are, blur included;
 - classifier FID: the Fréchet distance between the classifier's penultimate
   features of n samples and of n real test images;
 - top probability: the mean over samples of the classifier's largest class probability;
@@ -26,7 +35,7 @@ import torch
 from vaelab.metrics.classifier import ReferenceClassifier
 from vaelab.metrics.fid import frechet_between
 from vaelab.metrics.latent import even_unit_points, sampling_quantile
-from vaelab.metrics.manifold import manifold_precision
+from vaelab.metrics.manifold import knn_radii, manifold_precision
 
 CONFIDENT = 0.9
 GRID_SIDE = 32  # the confident-fraction grid: 32 x 32 codes in 2-D (32^2 Sobol points above)
@@ -37,6 +46,13 @@ SAMPLE_SEED = 7
 def decode_all(model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Decoder means in [0, 1] for codes z, batch by batch, on the CPU."""
     return torch.cat([model.decode(z[i:i + batch_size]).cpu() for i in range(0, len(z), batch_size)])
+
+
+@torch.no_grad()
+def reconstruct_all(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Decoder means in [0, 1] at the codes of images x (model pixels), batch by batch, on the CPU."""
+    device = model.code_low.device
+    return torch.cat([model.reconstruct(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def top_probability(probabilities: torch.Tensor) -> float:
@@ -55,16 +71,23 @@ def confident_fraction(probabilities: torch.Tensor, threshold: float = CONFIDENT
     return (probabilities.max(1).values >= threshold).double().mean().item()
 
 
-def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, n: int,
-                   batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE,
+def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, test_x: torch.Tensor,
+                   train_x: torch.Tensor, batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE,
                    real_radii: torch.Tensor | None = None) -> dict:
-    """Flaw 1's numbers for n random samples of `model`, against the features of n real test images
-    (and their k-NN radii, computed here when not given)."""
+    """Flaw 1's numbers for as many random samples of `model` as there are test images `test_x` (model pixels):
+    judged against the model's reconstructions of them, against the features of the real test images (and
+    their k-NN radii, computed here when not given); `train_x` gives the codes of real training images."""
+    n = len(test_x)
     generator = torch.Generator(model.code_low.device).manual_seed(seed)
     features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
+    reconstructions, _ = classifier.outputs(reconstruct_all(model, test_x, batch_size))
+    at_codes, _ = classifier.outputs(reconstruct_all(model, train_x[:n], batch_size))
+    reconstruction_radii = knn_radii(reconstructions)
     grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
     _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))
-    return {"precision": manifold_precision(features, real_features, real_radii),
+    return {"precision_vs_reconstructions": manifold_precision(features, reconstructions, reconstruction_radii),
+            "precision_at_codes": manifold_precision(at_codes, reconstructions, reconstruction_radii),
+            "precision": manifold_precision(features, real_features, real_radii),
             "fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
             "classifier_score": classifier_score(probabilities),
             "confident_fraction": confident_fraction(grid_probabilities), "n_samples": n, "grid_points": len(grid)}

@@ -25,7 +25,7 @@ from vaelab.metrics.likelihood import likelihood_metrics
 from vaelab.metrics.manifold import knn_radii, manifold_precision
 from vaelab.metrics.samples import classifier_score, sample_quality, top_probability
 
-KNN_REFERENCE_IMAGES = 10_000  # training images whose codes the k-NN classifier remembers
+KNN_REFERENCE_IMAGES = 10_000  # training images: the k-NN classifier's memory, and real codes to decode
 FLOOR_SEED = 11
 
 
@@ -77,7 +77,7 @@ def run_metrics(model, data: ImageData, pixels: str, ref: Reference, iw_samples:
     codes = encode_all(model, x, batch_size)
     return {
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
-        "samples": sample_quality(model, ref.classifier, ref.real_features, len(x), batch_size,
+        "samples": sample_quality(model, ref.classifier, ref.real_features, x, reference_x, batch_size,
                                   real_radii=ref.real_radii),
         "latent": latent_metrics(codes, data.test_labels, encode_all(model, reference_x, batch_size),
                                  data.train_labels[:KNN_REFERENCE_IMAGES]),

@@ -12,15 +12,17 @@ from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
 
 # What each flaw's numbers are, filled from one run's metrics, and what being better on it means.
 EVIDENCE = {
-    1: "{samples[precision]:.0%} of its random samples land on the real-image manifold (classifier FID "
-       "{samples[fid]:.3g}; {samples[confident_fraction]:.0%} of its latent grid decodes to a confident image)",
+    1: "{samples[precision_vs_reconstructions]:.0%} of its random samples look like its own reconstructions of "
+       "test images (decodes at the codes of training images: {samples[precision_at_codes]:.0%}), and "
+       "{samples[precision]:.0%} land on the real-image manifold (classifier FID {samples[fid]:.3g}; "
+       "{samples[confident_fraction]:.0%} of its latent grid decodes to a confident image)",
     2: "its codes' Gaussian fit is {latent[gaussian_kl]:.3g} nats from N(0, I) (mean {latent[mean_norm]:.3g} from 0, "
        "MMD² {latent[mmd2]:.2g})",
     3: "its largest class spread is {latent[spread_ratio]:.3g}× its smallest (coefficient of variation "
        "{latent[spread_cv]:.2f}) with a 5-NN accuracy of {latent[knn_accuracy]:.1%}",
 }
 BETTER_MEANS = {
-    1: "decodes more realistic images from random latent points",
+    1: "decodes random latent points into images like those it decodes at real codes more often",
     2: "keeps its codes nearer a fixed centre and scale, N(0, I), the distribution it samples from",
     3: "spreads its classes more evenly",
 }
@@ -78,7 +80,7 @@ def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float) 
         better = labels[best] if best is not None else None
         conclusion = (f"by {metric.name} ({metric.better} is better) the {better} {BETTER_MEANS[flaw]}"
                       if better else f"{metric.name} does not separate the runs")
-        floor = f" (real images: {real_precision:.0%})" if flaw == 1 else ""
+        floor = f" (real training images on the real-image manifold: {real_precision:.0%})" if flaw == 1 else ""
         result.append(Verdict(flaw, problem, metric.key, better,
                               f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}."))
     return result
