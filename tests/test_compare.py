@@ -115,7 +115,7 @@ def test_report_html_is_self_contained_and_md_links_figures(report):
         assert verdict["sentence"].split(":")[0] in html
     markdown = (report / "report.md").read_text()
     assert all(f"(figures/{name}.png)" in markdown for name in BASE_FIGURES)
-    assert "| flaw 1 | share of random samples like its reconstructions | ↑ |" in markdown
+    assert "| flaw 1, headline | share of random samples like its reconstructions | ↑ |" in markdown
     assert "| flaw 1 | share of random samples on the real-image manifold | ↑ |" in markdown
     assert "| flaw 1 | classifier FID of random samples | ↓ |" in markdown
 

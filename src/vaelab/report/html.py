@@ -10,7 +10,7 @@ import base64
 from html import escape
 
 from vaelab.report.figures import RenderedFigure
-from vaelab.report.summary import RUN_SETTINGS, format_value, table
+from vaelab.report.summary import RUN_SETTINGS, format_value, measures, table
 
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -30,8 +30,7 @@ def metrics_table(study: dict) -> str:
         m = row.metric
         cells = "".join(f'<td class="num{" best" if row.best == i else ""}">{escape(format_value(v))}</td>'
                         for i, v in enumerate(row.values))
-        flaw = f"flaw {m.flaw}" if m.flaw else "likelihood"
-        body.append(f"<tr><td>{escape(flaw)}</td><td>{escape(m.name)}</td><td>{m.arrow}</td>{cells}"
+        body.append(f"<tr><td>{escape(measures(m))}</td><td>{escape(m.name)}</td><td>{m.arrow}</td>{cells}"
                     f"<td class=muted>{escape(m.unit)}</td></tr>")
     return (f"<table><thead><tr><th>measures</th><th>metric</th><th>better</th>{head}<th>unit</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>"

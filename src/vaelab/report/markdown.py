@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vaelab.report.figures import RenderedFigure
-from vaelab.report.summary import RUN_SETTINGS, format_value, table
+from vaelab.report.summary import RUN_SETTINGS, format_value, measures, table
 
 
 def cell(text: str) -> str:
@@ -23,7 +23,7 @@ def render_markdown(study: dict, figures: list[RenderedFigure], figure_folder: s
     for row in table([run["metrics"] for run in study["runs"]]):
         m = row.metric
         values = [f"**{format_value(v)}**" if row.best == i else format_value(v) for i, v in enumerate(row.values)]
-        lines.append(f"| {f'flaw {m.flaw}' if m.flaw else 'likelihood'} | {cell(m.name)} | {m.arrow} | "
+        lines.append(f"| {measures(m)} | {cell(m.name)} | {m.arrow} | "
                      + " | ".join(values) + f" | {cell(m.unit)} |")
     lines += ["", "↓ lower is better, ↑ higher is better, the better value in bold; — : not defined for the model. "
               "Definitions: docs/metrics.md.", "", "## Calibration", "",

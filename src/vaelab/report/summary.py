@@ -42,6 +42,13 @@ def format_value(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def measures(metric: Metric) -> str:
+    """The table's first column: what the metric measures, and whether it decides the flaw's verdict."""
+    if metric.flaw is None:
+        return "likelihood"
+    return f"flaw {metric.flaw}, headline" if metric.headline else f"flaw {metric.flaw}"
+
+
 @dataclass(frozen=True)
 class Row:
     metric: Metric
