@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vaelab.config import ModelConfig
-from vaelab.metrics.samples import reconstruct_all, sample_quality
+from vaelab.metrics.samples import sample_quality
 from vaelab.models import build_model
 
 
@@ -30,7 +30,8 @@ def ae_and_images():
 def quality(model, test_x, train_x):
     judge = PixelJudge()
     real, _ = judge.outputs(test_x)
-    return sample_quality(model, judge, real, test_x, train_x, batch_size=64)
+    with torch.no_grad():
+        return sample_quality(model, judge, real, model.encode(test_x), model.encode(train_x), batch_size=64)
 
 
 def test_samples_from_the_codes_box_look_like_reconstructions_and_far_ones_do_not(ae_and_images):
@@ -49,8 +50,3 @@ def test_samples_from_the_codes_box_look_like_reconstructions_and_far_ones_do_no
     assert far["precision_vs_reconstructions"] < 0.05
     assert near["n_samples"] == far["n_samples"] == len(test_x)
 
-
-def test_reconstructions_are_decodes_at_the_codes(ae_and_images):
-    model, test_x, _ = ae_and_images
-    expected = model.decode(model.encode(test_x)).detach()
-    assert torch.allclose(reconstruct_all(model, test_x, batch_size=7), expected, atol=1e-6)

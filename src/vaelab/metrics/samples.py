@@ -44,15 +44,9 @@ SAMPLE_SEED = 7
 
 @torch.no_grad()
 def decode_all(model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Decoder means in [0, 1] for codes z, batch by batch, on the CPU."""
-    return torch.cat([model.decode(z[i:i + batch_size]).cpu() for i in range(0, len(z), batch_size)])
-
-
-@torch.no_grad()
-def reconstruct_all(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Decoder means in [0, 1] at the codes of images x (model pixels), batch by batch, on the CPU."""
+    """Decoder means in [0, 1] for codes z (on any device), batch by batch, on the CPU."""
     device = model.code_low.device
-    return torch.cat([model.reconstruct(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([model.decode(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
 
 
 def top_probability(probabilities: torch.Tensor) -> float:
@@ -71,17 +65,17 @@ def confident_fraction(probabilities: torch.Tensor, threshold: float = CONFIDENT
     return (probabilities.max(1).values >= threshold).double().mean().item()
 
 
-def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, test_x: torch.Tensor,
-                   train_x: torch.Tensor, batch_size: int = 1000, seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE,
-                   real_radii: torch.Tensor | None = None) -> dict:
-    """Flaw 1's numbers for as many random samples of `model` as there are test images `test_x` (model pixels):
-    judged against the model's reconstructions of them, against the features of the real test images (and
-    their k-NN radii, computed here when not given); `train_x` gives the codes of real training images."""
-    n = len(test_x)
+def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, test_codes: torch.Tensor,
+                   train_codes: torch.Tensor, batch_size: int = 1000, seed: int = SAMPLE_SEED,
+                   grid_side: int = GRID_SIDE, real_radii: torch.Tensor | None = None) -> dict:
+    """Flaw 1's numbers for as many random samples of `model` as there are test images: judged against the
+    model's reconstructions (its decodes at the test images' codes), and against the features of the real test
+    images (and their k-NN radii, computed here when not given); `train_codes` are codes of training images."""
+    n = len(test_codes)
     generator = torch.Generator(model.code_low.device).manual_seed(seed)
     features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
-    reconstructions, _ = classifier.outputs(reconstruct_all(model, test_x, batch_size))
-    at_codes, _ = classifier.outputs(reconstruct_all(model, train_x[:n], batch_size))
+    reconstructions, _ = classifier.outputs(decode_all(model, test_codes, batch_size))
+    at_codes, _ = classifier.outputs(decode_all(model, train_codes[:n], batch_size))
     reconstruction_radii = knn_radii(reconstructions)
     grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
     _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))

@@ -75,10 +75,10 @@ def run_metrics(model, data: ImageData, pixels: str, ref: Reference, iw_samples:
     x = fixed_test_pixels(data.test_images, pixels)
     reference_x = fixed_test_pixels(data.train_images[:KNN_REFERENCE_IMAGES], pixels)
     codes = encode_all(model, x, batch_size)
+    reference_codes = encode_all(model, reference_x, batch_size)
     return {
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
-        "samples": sample_quality(model, ref.classifier, ref.real_features, x, reference_x, batch_size,
+        "samples": sample_quality(model, ref.classifier, ref.real_features, codes, reference_codes, batch_size,
                                   real_radii=ref.real_radii),
-        "latent": latent_metrics(codes, data.test_labels, encode_all(model, reference_x, batch_size),
-                                 data.train_labels[:KNN_REFERENCE_IMAGES]),
+        "latent": latent_metrics(codes, data.test_labels, reference_codes, data.train_labels[:KNN_REFERENCE_IMAGES]),
     }
