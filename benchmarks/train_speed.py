@@ -7,7 +7,7 @@ Every training case trains the same network (the book's conv VAE, or the 2-D MLP
 loss (1000 * mean-pixel MSE + KL, Adam 5e-4) for one epoch of full MNIST, each in a fresh subprocess
 so its peak RSS is its own: vaelab with and without each speed lever (channels-last, bf16 autocast),
 a plain PyTorch loop over DataLoader(TensorDataset) as in pytorch/examples, and pythae's trainer
-(`pip install -e .[bench]`). The last case times the K=1000 importance-weighted bound over the test
+(`bash install.sh bench`). The last case times the K=1000 importance-weighted bound over the test
 set. All cases run in one invocation, so their ratios hold on a noisy machine. Prints a table and
 writes JSON; it never asserts on time.
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from vaelab.data import load_dataset
 from vaelab.data.idx import write_idx
@@ -17,7 +17,7 @@ def write_idx_dataset(folder: Path, train_x, train_y, test_x, test_y) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in (("train-images-idx3-ubyte.gz", train_x), ("train-labels-idx1-ubyte.gz", train_y),
                         ("t10k-images-idx3-ubyte.gz", test_x), ("t10k-labels-idx1-ubyte.gz", test_y)):
-        write_idx(folder / name, array.numpy() if isinstance(array, torch.Tensor) else array)
+        write_idx(folder / name, np.asarray(array, dtype=np.uint8))  # IDX ubyte files, as MNIST ships them
     return folder
 
 
@@ -31,8 +31,7 @@ def tiny_data_dir(tmp_path_factory, mnist_sample) -> Path:
     """A 256/64-image 'mnist' in IDX form (real digits from the sample), for fast training tests."""
     d = mnist_sample
     return write_idx_dataset(tmp_path_factory.mktemp("tiny") / "mnist",
-                             d.train_images[:256, 0], d.train_labels[:256].to(torch.uint8),
-                             d.test_images[:64, 0], d.test_labels[:64].to(torch.uint8))
+                             d.train_images[:256, 0], d.train_labels[:256], d.test_images[:64, 0], d.test_labels[:64])
 
 
 @pytest.fixture(scope="session")

@@ -12,22 +12,14 @@ import pytest
 import torch
 
 import vaelab
+from tests.conftest import write_idx_dataset
 from vaelab.cli import main
 from vaelab.compare import study_configs
-from vaelab.data.idx import write_idx
 from vaelab.metrics import Recipe, reference_classifier
 from vaelab.report.figures import FIGURES
 
 TINY_CLASSIFIER = Recipe(epochs=0, min_images=512, batch_size=64)
 BASE_FIGURES = {"scatter", "samples", "grid", "reconstructions", "histograms", "training"}
-
-
-def write_dataset(folder: Path, train_x, train_y, test_x, test_y) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, array in (("train-images-idx3-ubyte.gz", train_x), ("train-labels-idx1-ubyte.gz", train_y),
-                        ("t10k-images-idx3-ubyte.gz", test_x), ("t10k-labels-idx1-ubyte.gz", test_y)):
-        write_idx(folder / name, np.asarray(array, dtype=np.uint8))
-    return folder
 
 
 def stratified(labels: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -39,8 +31,8 @@ def digits(tmp_path_factory, mnist_sample) -> Path:
     """A 200/60-image 'mnist' with every digit in both splits (the sample is sorted by digit)."""
     d = mnist_sample
     train, test = stratified(d.train_labels, 20), stratified(d.test_labels, 6)
-    return write_dataset(tmp_path_factory.mktemp("digits") / "mnist", d.train_images[train, 0], d.train_labels[train],
-                         d.test_images[test, 0], d.test_labels[test])
+    return write_idx_dataset(tmp_path_factory.mktemp("digits") / "mnist", d.train_images[train, 0],
+                             d.train_labels[train], d.test_images[test, 0], d.test_labels[test])
 
 
 def tiny_compare(data_dir: Path, out: Path, **options) -> Path:
@@ -188,7 +180,7 @@ def odd_runs(tmp_path_factory, mnist_sample):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
         for name, arrays in sets.items():
-            data_dir = write_dataset(root / name / "mnist", *arrays)
+            data_dir = write_idx_dataset(root / name / "mnist", *arrays)
             config = vaelab.preset("book-vae").replace(data={"dataset": "mnist", "data_dir": str(data_dir)},
                                                        model={"arch": "mlp"}, train={"epochs": 0})
             runs[name] = vaelab.train(config, root / name / "run", show_progress=False)

@@ -296,6 +296,11 @@ def check_finite(losses: list[torch.Tensor], epoch: int, last_step: int, session
                           f"try a lower --lr")
 
 
+def build_for_training(config: RunConfig, device: torch.device) -> torch.nn.Module:
+    """The run's model on `device`, in the memory layout it trains in."""
+    return set_memory_format(build_model(config.model).to(device), config.train.channels_last)
+
+
 def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     device = resolve_device(config.train.device)
     cluster = join(device)
@@ -325,7 +330,7 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
         config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape},
                                 train={"precision": resolve_precision(config.train.precision, device)})
         torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
-        model = set_memory_format(build_model(config.model).to(device), config.train.channels_last)
+        model = build_for_training(config, device)
         if cluster.rank:
             torch.manual_seed(noise_seed(config.train.seed, cluster.rank))
         folder = RunFolder(out, out)
@@ -371,7 +376,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: boo
         if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
             raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
                               f"(checksum mismatch); point --data-dir at the original files")
-        model = set_memory_format(build_model(config.model).to(device), config.train.channels_last)
+        model = build_for_training(config, device)
         optimizer = make_optimizer(model, config)
         progress, rng = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
         if progress.epoch >= config.train.epochs and progress.step == 0:

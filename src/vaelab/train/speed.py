@@ -41,6 +41,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     return "bf16" if native_bf16(device) else "fp32"
 
+
 WARMUP = 0.05  # fraction of the run spent ramping the learning rate up from 0
 
 
