@@ -16,13 +16,21 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse as EllipsePatch
 from scipy.stats import norm
 
-from vaelab.report.views import RunView
+from vaelab.report.views import BOOK_FINAL_LOSS, Ellipse, RunView, axes_note
 
 DPI = 100
 PAD_VALUE = 0.5  # grey lines between tiled images
 CLASS_COLOURS = "tab10"
+CLASS_SIGMAS = 2.0  # class ellipses: the 2-sigma contour, area 4 pi sqrt(det S_c)
+POSTERIOR_SIGMAS = 2.0
+NOTE_COLOUR = "darkred"
+
+# The chapter's figure each report figure reproduces, per model (Generative Deep Learning, ch. 3).
+SCATTER_FIGURES = {"ae": "Figure 2", "vae": "Figure 7"}
+SAMPLE_FIGURES = {"ae": "Figure 3", "vae": "Figure 8"}
 
 # How each model draws codes, in words (keyed by the model registry name).
 SAMPLING_WORDS = {"ae": "uniformly over the bounding box of its training codes (as the book does)",
@@ -58,32 +66,90 @@ def legend_handles(classes: tuple[str, ...]):
     return [Line2D([], [], marker="o", linestyle="", color=cmap(i % 10), label=name) for i, name in enumerate(classes)]
 
 
+def class_colour(label: int):
+    return colormaps[CLASS_COLOURS](label % 10)
+
+
+def reproduces(views: list[RunView], numbers: dict[str, str]) -> str:
+    """" Reproduces the chapter's Figure 2 (AE) and Figure 7 (VAE).", for the kinds of model shown."""
+    named = [f"{numbers[kind]} ({kind.upper()})" for kind in dict.fromkeys(v.model_name for v in views)
+             if kind in numbers]
+    return f" Reproduces the chapter's {' and '.join(named)}." if named else ""
+
+
+def draw_ellipse(ax, ellipse: Ellipse, sigmas: float, **style) -> EllipsePatch:
+    major, minor, angle = ellipse.axes(sigmas)
+    return ax.add_patch(EllipsePatch(tuple(ellipse.centre), major, minor, angle=angle, fill=False, **style))
+
+
+def mark_origin(ax, view: RunView) -> None:
+    """A black-on-white + at z = 0 (gid "origin"), so a reader sees where each model's codes sit."""
+    x, y = view.origin
+    ax.plot([x], [y], marker="+", markersize=16, markeredgewidth=4, color="white", zorder=6)
+    ax.plot([x], [y], marker="+", markersize=14, markeredgewidth=2, color="black", zorder=7, gid="origin")
+    ax.annotate("z = 0", (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8, zorder=7)
+
+
+def note_axes(fig: Figure, views: list[RunView]) -> None:
+    """Say on the figure when the runs' panels have different scales (gid "axes-note")."""
+    note = axes_note(views)
+    if note:
+        fig.suptitle(note, fontsize=9, color=NOTE_COLOUR, wrap=True).set_gid("axes-note")
+
+
 def scatter_codes(ax, view: RunView, coloured: bool = True) -> None:
     points = view.points
     y = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
+    size = float(np.clip(10_000 / len(points), 2, 6))  # fewer codes, larger dots
     if coloured:
-        ax.scatter(points[:, 0], y, c=view.labels % 10, cmap=CLASS_COLOURS, vmin=-0.5, vmax=9.5, s=2, alpha=0.6,
+        ax.scatter(points[:, 0], y, c=view.labels % 10, cmap=CLASS_COLOURS, vmin=-0.5, vmax=9.5, s=size, alpha=0.6,
                    linewidths=0, rasterized=True)
     else:
-        ax.scatter(points[:, 0], y, color="0.7", s=2, alpha=0.5, linewidths=0, rasterized=True)
+        ax.scatter(points[:, 0], y, color="0.7", s=size, alpha=0.5, linewidths=0, rasterized=True)
     ax.set_xlabel(view.projection.labels[0])
     ax.set_ylabel(view.projection.labels[1])
 
 
 # --- 1. the latent scatter -------------------------------------------------------------------------
+def class_ellipses(ax, view: RunView) -> None:
+    """Flaw 3 on the scatter: each class's covariance ellipse; the widest solid and the narrowest dashed,
+    both thick and named."""
+    widest, narrowest = view.widest, view.narrowest
+    for spread in view.spreads:
+        named = spread in (widest, narrowest)
+        draw_ellipse(ax, spread.ellipse, CLASS_SIGMAS, edgecolor=class_colour(spread.label),
+                     linewidth=2.8 if named else 1.0, linestyle="--" if spread is narrowest else "-", zorder=4)
+    for spread, word in ((widest, "widest"), (narrowest, "narrowest")):
+        x, y = spread.ellipse.centre
+        top = y + CLASS_SIGMAS * np.sqrt(spread.ellipse.covariance[1, 1])  # above the ellipse, clear of z = 0
+        ax.annotate(f"{word}: {spread.name}", (x, top), fontsize=9, fontweight="bold",
+                    color=class_colour(spread.label), ha="center", va="bottom", zorder=8,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8, "linewidth": 0})
+
+
 def scatter_figure(views: list[RunView]) -> Figure:
-    fig = new_figure(5.2 * len(views) + 1.6, 5.0)
+    fig = new_figure(5.2 * len(views) + 1.6, 5.4)
     axes = fig.subplots(1, len(views))
     for ax, view in zip(np.atleast_1d(axes), views):
         scatter_codes(ax, view)
-        ax.set_title(f"{view.label}: test codes")
+        class_ellipses(ax, view)
+        mark_origin(ax, view)
+        widest, narrowest = view.widest, view.narrowest
+        ax.set_title(f"{view.label}: test codes\nwidest class {widest.name} (√det S {widest.spread:.2g}), "
+                     f"narrowest {narrowest.name} ({narrowest.spread:.2g})", fontsize=10)
     fig.legend(handles=legend_handles(views[0].classes), loc="outside right center", title="class", frameon=False)
+    note_axes(fig, views)
     return fig
 
 
 def scatter_caption(views: list[RunView]) -> str:
+    spreads = "; ".join(f"{v.label}: widest {v.widest.name}, narrowest {v.narrowest.name}, "
+                        f"{v.widest.spread / v.narrowest.spread:.2g}× apart" for v in views)
     return ("The codes of every test image, coloured by class, drawn on "
-            + "; ".join(f"{v.label}: {v.projection.description}" for v in views) + ".")
+            + "; ".join(f"{v.label}: {v.projection.description}" for v in views) + "."
+            + f" Each class's {CLASS_SIGMAS:g}-sigma covariance ellipse (its area is proportional to the class's "
+            f"spread √det S_c, flaw 3; the widest solid and thick, the narrowest dashed): {spreads}."
+            " + marks z = 0." + reproduces(views, SCATTER_FIGURES))
 
 
 # --- 2. random samples -----------------------------------------------------------------------------
@@ -93,6 +159,7 @@ def samples_figure(views: list[RunView]) -> Figure:
     for sub, view in zip(np.atleast_1d(grids), views):
         left, right = sub.subplots(1, 2, width_ratios=[1, 2.4])
         scatter_codes(left, view, coloured=False)
+        mark_origin(left, view)
         marked = view.projection(view.sample_codes)
         left.scatter(marked[:, 0], marked[:, 1] if marked.shape[1] > 1 else np.zeros(len(marked)), color="crimson",
                      marker="x", s=30)
@@ -107,12 +174,14 @@ def samples_figure(views: list[RunView]) -> Figure:
             right.text((i % cols) * (w + 1) + 1, (i // cols) * (h + 1) + 1, str(i + 1), color="crimson",
                        fontsize=7, va="top")
         right.set_title(f"{view.label}: decoded")
+    note_axes(fig, views)
     return fig
 
 
 def samples_caption(views: list[RunView]) -> str:
-    return ("Random latent points, marked × and numbered on the scatter, and the images they decode to; "
-            + "; ".join(f"the {v.label} draws {SAMPLING_WORDS[v.model_name]}" for v in views) + ".")
+    return ("Random latent points, marked × and numbered on the scatter (+ marks z = 0), and the images they "
+            "decode to; " + "; ".join(f"the {v.label} draws {SAMPLING_WORDS[v.model_name]}" for v in views) + "."
+            + reproduces(views, SAMPLE_FIGURES))
 
 
 # --- 3. the decoded latent grid ----------------------------------------------------------------------
@@ -129,16 +198,30 @@ def grid_figure(views: list[RunView]) -> Figure:
             row_ticks = np.linspace(0, rows - 1, 5).round().astype(int)
             ax.set_yticks(row_ticks * (h + 1) + h / 2, [f"{z2[i]:.2g}" for i in row_ticks])
             ax.set_ylabel("z₂")
-        ax.set_title(f"{view.label}: {rows}×{cols} grid" if rows > 1 else f"{view.label}: {cols} points")
+        title = f"{view.label}: {rows}×{cols} grid" if rows > 1 else f"{view.label}: {cols} points"
+        ax.set_title(title + mark_grid_origin(ax, view))
     return fig
+
+
+def mark_grid_origin(ax, view: RunView) -> str:
+    """Mark (z₁, z₂) = (0, 0) on the mosaic where the grid reaches it; else return words for the title."""
+    rows, cols, h, w = view.grid_images.shape
+    z1, z2 = view.grid_ticks
+    if not (z1.min() <= 0 <= z1.max() and (rows == 1 or z2.min() <= 0 <= z2.max())):
+        return "\n(z₁, z₂) = (0, 0) lies outside it"
+    x = np.interp(0.0, z1, np.arange(cols) * (w + 1) + w / 2)
+    y = np.interp(0.0, z2[::-1], (np.arange(rows) * (h + 1) + h / 2)[::-1]) if rows > 1 else h / 2
+    ax.plot([x], [y], marker="+", markersize=16, markeredgewidth=4, color="white", zorder=6)
+    ax.plot([x], [y], marker="+", markersize=14, markeredgewidth=2, color="crimson", zorder=7, gid="origin")
+    return ""
 
 
 def grid_caption(views: list[RunView]) -> str:
     higher = [v.label for v in views if v.latent_dim > 2]
     return ("Images decoded on a grid of codes: "
-            + "; ".join(f"{v.label} {GRID_WORDS[v.model_name]}" for v in views) + "."
+            + "; ".join(f"{v.label} {GRID_WORDS[v.model_name]}" for v in views) + "; + marks (z₁, z₂) = (0, 0)."
             + (f" For {', '.join(higher)} only z₁ and z₂ vary; the other dimensions sit at the centre of the "
-               "sampled region." if higher else ""))
+               "sampled region." if higher else "") + reproduces(views, SAMPLE_FIGURES))
 
 
 # --- 4. reconstructions ----------------------------------------------------------------------------
@@ -185,6 +268,7 @@ def histograms_figure(views: list[RunView]) -> Figure:
             top.hist(z, bins=60, range=(-span, span), density=True, color="steelblue", alpha=0.8)
             grid = np.linspace(-span, span, 400)
             top.plot(grid, norm.pdf(grid), color="black", linewidth=1, label="N(0, 1)")
+            top.axvline(0.0, color="black", linewidth=0.8, linestyle=":", gid="origin")
             top.set_title(f"{view.label}: z{dim + 1}", fontsize=9)
             bottom.hist(norm.cdf(z), bins=40, range=(0, 1), density=True, color="darkorange", alpha=0.8)
             bottom.axhline(1.0, color="black", linewidth=1)
@@ -194,7 +278,8 @@ def histograms_figure(views: list[RunView]) -> Figure:
 
 
 def histograms_caption(views: list[RunView]) -> str:
-    return ("Top of each pair: histogram of the codes per dimension against the N(0, 1) density. Bottom: the same "
+    return ("Top of each pair: histogram of the codes per dimension against the N(0, 1) density (dotted: 0). "
+            "Bottom: the same "
             "codes through the normal CDF Φ; codes distributed as N(0, 1) give a flat histogram at height 1, and "
             "codes far outside it pile up at 0 and 1."
             + (f" Only the first {HISTOGRAM_DIMS} dimensions are shown."
@@ -203,24 +288,26 @@ def histograms_caption(views: list[RunView]) -> str:
 
 # --- 6. training curves ----------------------------------------------------------------------------
 def training_figure(views: list[RunView]) -> Figure:
-    terms = [[k for k in view.history[0]["train"]] if view.history else [] for view in views]
-    cols = max(1, max(len(t) for t in terms))
-    fig = new_figure(3.6 * cols, 2.8 * len(views))
+    cols = max(1, max(len(v.loss_units) for v in views))
+    fig = new_figure(3.8 * cols, 2.9 * len(views))
     axes = fig.subplots(len(views), cols, squeeze=False)
-    for r, (view, names) in enumerate(zip(views, terms)):
+    for r, view in enumerate(views):
         epochs = [h["epoch"] for h in view.history]
         for c in range(cols):
             ax = axes[r, c]
-            if c >= len(names):
+            if c >= len(view.loss_units):
                 ax.set_axis_off()
                 continue
-            name = names[c]
+            name, unit = list(view.loss_units.items())[c]
             ax.plot(epochs, [h["train"][name] for h in view.history], marker="o", label="train")
             ax.plot(epochs, [h["test"][name] for h in view.history], marker="s", label="test")
+            if name == "loss" and view.book_loss is not None:
+                ax.axhline(view.book_loss, color="black", linestyle="--", linewidth=1, gid="book-loss",
+                           label=f"the book: {view.book_loss:.1f} after 200 epochs")
             ax.set_title(f"{view.label}: {name}", fontsize=9)
             ax.set_xlabel("epoch")
-            ax.set_ylabel("nats / image")
-        if names:
+            ax.set_ylabel(unit, fontsize=8)
+        if view.loss_units:
             axes[r, 0].legend(fontsize=7)
         else:
             axes[r, 0].text(0.5, 0.5, "no training history in this run folder", ha="center",
@@ -229,9 +316,53 @@ def training_figure(views: list[RunView]) -> Figure:
 
 
 def training_caption(views: list[RunView]) -> str:
-    return ("Each loss term per epoch, train (mean over the epoch's batches) and test (after the epoch), in nats per "
-            "image without the Gaussian's normalising constant. The AE's and the VAE's scales differ by their "
-            "r_loss_factor.")
+    units = "; ".join(f"{v.label}: " + ", ".join(f"{name} in {unit}" for name, unit in v.loss_units.items())
+                      for v in views if v.loss_units)
+    book = [v.label for v in views if v.book_loss is not None]
+    return ("Each loss term per epoch, train (mean over the epoch's batches) and test (after the epoch), each run on "
+            f"its own axes and in its own unit ({units}). Nats are without the Gaussian's normalising constant; a "
+            "Gaussian likelihood with r_loss_factor 1 is a plain mean-pixel MSE."
+            + (f" Dashed: the book's final loss, {BOOK_FINAL_LOSS:.1f} after 200 epochs (its VAE: the same loss on "
+               f"MNIST, its conv network), for {', '.join(book)}." if book else ""))
+
+
+# --- 7. the VAE idea: a distribution per image -------------------------------------------------------
+def posteriors_figure(views: list[RunView]) -> Figure:
+    n = len(views[0].posterior_images)
+    fig = new_figure(5.0 * len(views) + 1.4, 5.0)
+    axes = fig.subplots(1, len(views) + 1, width_ratios=[1] * len(views) + [0.22])
+    for ax, view in zip(axes, views):
+        scatter_codes(ax, view, coloured=False)
+        mark_origin(ax, view)
+        points = view.projection(view.posterior_means)
+        for i, (point, label) in enumerate(zip(points, view.posterior_labels)):
+            colour = class_colour(int(label))
+            if view.posterior_ellipses is None:
+                ax.plot([point[0]], [point[1]], marker="o", markersize=7, color=colour, markeredgecolor="black",
+                        zorder=5)
+            else:
+                draw_ellipse(ax, view.posterior_ellipses[i], POSTERIOR_SIGMAS, edgecolor=colour, linewidth=2,
+                             zorder=5, gid="posterior")
+                ax.plot([point[0]], [point[1]], marker=".", color=colour, zorder=5)
+            ax.annotate(str(i + 1), tuple(point[:2]), xytext=(5, 5), textcoords="offset points", fontsize=10,
+                        fontweight="bold", color=colour, zorder=8)
+        ax.set_title(f"{view.label}: " + ("its code for each image (a point)" if view.posterior_ellipses is None
+                                          else f"q(z|x) for each image ({POSTERIOR_SIGMAS:g}σ ellipse)"))
+    images = views[0].posterior_images
+    show_images(axes[-1], images[:, None])
+    h = images.shape[1]
+    axes[-1].set_yticks([i * (h + 1) + h / 2 for i in range(n)], [str(i + 1) for i in range(n)])
+    axes[-1].set_title("images")
+    note_axes(fig, views)
+    return fig
+
+
+def posteriors_caption(views: list[RunView]) -> str:
+    return (f"The idea of the VAE (the chapter's Figures 4–6): the same {len(views[0].posterior_images)} test images, "
+            "numbered, through each encoder. An AE maps an image to one point; a VAE to a normal distribution "
+            f"q(z|x) = N(μ, diag σ²), drawn as its {POSTERIOR_SIGMAS:g}σ ellipse around μ, and trains its decoder "
+            "on samples from it, so the region around each code must decode to a similar image. Grey: all test "
+            "codes; + marks z = 0.")
 
 
 # --- above 2-D: traversals and interpolations --------------------------------------------------------
@@ -277,6 +408,8 @@ class FigureSpec:
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("scatter", "Latent space of the test set", scatter_figure, scatter_caption),
+    FigureSpec("posteriors", "A point per image (AE) or a distribution per image (VAE)", posteriors_figure,
+               posteriors_caption),
     FigureSpec("samples", "Images decoded from random latent points", samples_figure, samples_caption),
     FigureSpec("grid", "Decoded latent grid", grid_figure, grid_caption),
     FigureSpec("reconstructions", "Reconstructions", reconstructions_figure, reconstructions_caption),

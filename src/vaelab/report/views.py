@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaelab.data import ImageData, fixed_test_pixels
-from vaelab.metrics.latent import sampling_quantile
+from vaelab.metrics.latent import class_spreads, sampling_quantile
 from vaelab.metrics.samples import decode_all
 from vaelab.metrics.suite import encode_all
 
@@ -23,6 +23,38 @@ STEPS = 9  # traversal and interpolation steps
 TRAVERSED_DIMS = 8
 INTERPOLATIONS = 5
 VIEW_SEED = 99
+POSTERIOR_IMAGES = 5  # test images whose q(z|x) the posterior figure draws
+SPAN_RATIO = 1.5  # the scatters' axes "differ" when one run's code span is this many times another's
+# The book's VAE (1000 * mean-pixel MSE + KL, latent 2, MNIST) ends its 200 epochs at this loss (ch. 3).
+BOOK_FINAL_LOSS = 43.0
+BOOK_LOSS_DATASETS = ("mnist", "mnist-sample")
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    """A 2-D Gaussian N(centre, covariance), drawn as its n-sigma contour
+    {p : (p - centre)' covariance^-1 (p - centre) = n^2}, whose area is n^2 pi sqrt(det covariance)."""
+
+    centre: np.ndarray  # [2]
+    covariance: np.ndarray  # [2, 2]
+
+    def axes(self, sigmas: float) -> tuple[float, float, float]:
+        """Full length of the major and the minor axis of the n-sigma contour, and the major axis's angle
+        in degrees from the first plotted axis (matplotlib's Ellipse takes these)."""
+        variances, vectors = np.linalg.eigh(self.covariance)  # ascending
+        major, minor = 2 * sigmas * np.sqrt(np.clip(variances[::-1], 0, None))
+        return float(major), float(minor), float(np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1])))
+
+
+@dataclass(frozen=True)
+class ClassSpread:
+    """Flaw 3 for one class: its spread sqrt(det S_c) over the full codes (the metric) and the covariance
+    ellipse of its plotted codes."""
+
+    label: int
+    name: str
+    spread: float
+    ellipse: Ellipse
 
 
 @dataclass(frozen=True)
@@ -36,6 +68,10 @@ class Projection:
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
         return (np.asarray(codes) - self.mean) @ self.axes
+
+    def covariance(self, covariance: np.ndarray) -> np.ndarray:
+        """The plotted [2, 2] covariance of a Gaussian with a [d, d] covariance."""
+        return self.axes.T @ covariance @ self.axes
 
 
 def projection_for(codes: np.ndarray) -> Projection:
@@ -72,10 +108,110 @@ class RunView:
     history: list[dict]
     traversals: np.ndarray | None  # [dims, STEPS, H, W], latent size above 2 only
     interpolations: np.ndarray | None  # [INTERPOLATIONS, STEPS, H, W], latent size above 2 only
+    spreads: list[ClassSpread]  # flaw 3, per class with more codes than dimensions
+    posterior_images: np.ndarray  # [POSTERIOR_IMAGES, H, W] the same test images for every run
+    posterior_labels: np.ndarray  # [POSTERIOR_IMAGES]
+    posterior_means: np.ndarray  # [POSTERIOR_IMAGES, d] their codes
+    posterior_ellipses: list[Ellipse] | None  # their plotted q(z|x); None for an AE (a point, no spread)
+    loss_units: dict[str, str]  # the unit of each plotted training-curve term
+    book_loss: float | None  # the book's final loss, for a run whose loss is the book's VAE loss on MNIST
 
     @property
     def points(self) -> np.ndarray:
         return self.projection(self.codes)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """Where z = 0 lies on the plot: the VAE's prior mean; for an AE, a point with no special meaning."""
+        return self.projection(np.zeros((1, self.latent_dim)))[0]
+
+    @property
+    def widest(self) -> ClassSpread:
+        return max(self.spreads, key=lambda s: s.spread)
+
+    @property
+    def narrowest(self) -> ClassSpread:
+        return min(self.spreads, key=lambda s: s.spread)
+
+    def span(self) -> np.ndarray:
+        """[[low, high] per plotted axis] of the plotted test codes."""
+        points = self.points
+        return np.stack([points.min(0), points.max(0)], axis=1)
+
+
+TERM_ORDER = ("loss", "reconstruction", "kl")  # the training curves' panels, left to right; other terms after
+
+
+def plotted_terms(history: list[dict]) -> list[str]:
+    """The training-curve terms worth a panel: every logged term, less a reconstruction term that is the
+    whole loss (an AE's)."""
+    if not history:
+        return []
+    terms = sorted(history[0]["train"], key=lambda t: TERM_ORDER.index(t) if t in TERM_ORDER else len(TERM_ORDER))
+    if "reconstruction" in terms and all(h[part]["reconstruction"] == h[part]["loss"]
+                                         for h in history for part in ("train", "test")):
+        terms.remove("reconstruction")
+    return terms
+
+
+def loss_units(config, terms: list[str]) -> dict[str, str]:
+    """Each term's unit. Losses are nats per image without the likelihood's normalising constant; but a
+    Gaussian with r_loss_factor 1 (the book's AE) is a plain mean-pixel MSE, and saying "nats" of a
+    Gaussian with variance 392 would hide that."""
+    r = config.r_loss_factor
+    if config.likelihood != "gaussian":
+        reconstruction = "nats / image"
+    elif r == 1:
+        reconstruction = "mean-pixel MSE"
+    else:
+        reconstruction = f"nats / image ({r:g} × mean-pixel MSE)"
+    units = {term: "nats / image" for term in terms}
+    if "reconstruction" in terms:
+        units["reconstruction"] = reconstruction
+    if "loss" in terms and set(terms) <= {"loss", "reconstruction"}:  # no KL: the loss is the reconstruction term
+        units["loss"] = reconstruction
+    return units
+
+
+def book_loss(config, dataset: str, pixels: str) -> float | None:
+    """BOOK_FINAL_LOSS when this run minimises the book VAE's loss on MNIST digits (any network: the number
+    is a value of the same loss), else None."""
+    same = (config.model == "vae" and config.likelihood == "gaussian" and config.r_loss_factor == 1000
+            and config.latent_dim == 2 and pixels == "continuous" and dataset in BOOK_LOSS_DATASETS)
+    return BOOK_FINAL_LOSS if same else None
+
+
+def axes_note(views: list[RunView]) -> str | None:
+    """A sentence for figures that draw each run's codes on its own axes, when their scales differ enough
+    to mislead a reader comparing the panels by eye."""
+    spans = [view.span() for view in views]
+    widths = np.array([span[:, 1] - span[:, 0] for span in spans])
+    widths = widths[:, widths.min(0) > 0]
+    if len(views) < 2 or not widths.size or (widths.max(0) / widths.min(0)).max() < SPAN_RATIO:
+        return None
+    described = []
+    for view, span in zip(views, spans):
+        names = view.projection.labels if view.latent_dim > 1 else view.projection.labels[:1]
+        ranges = ", ".join(f"{name} {low:.2g} to {high:.2g}" for name, (low, high) in zip(names, span))
+        described.append(f"{view.label} spans {ranges}")
+    return "Axes differ: " + "; ".join(described) + "."
+
+
+def spreads_of(codes: np.ndarray, labels: np.ndarray, projection: Projection,
+               classes: tuple[str, ...]) -> list[ClassSpread]:
+    points = projection(codes)
+    return [ClassSpread(label, classes[label], spread,
+                        Ellipse(points[labels == label].mean(0), np.cov(points[labels == label], rowvar=False)))
+            for label, spread in class_spreads(codes, labels).items()]
+
+
+def posterior_ellipses(mean: torch.Tensor, logvar: torch.Tensor | None, projection: Projection) -> list[Ellipse] | None:
+    """q(z|x) = N(mean, diag(exp(logvar))) of each image, as plotted; None for an AE's point mass."""
+    if logvar is None:
+        return None
+    centres = projection(mean.cpu().numpy())
+    return [Ellipse(centre, projection.covariance(np.diag(variance)))
+            for centre, variance in zip(centres, logvar.exp().cpu().double().numpy())]
 
 
 def images(x: torch.Tensor) -> np.ndarray:
@@ -138,14 +274,24 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
     sample_codes = model.sample_prior(SAMPLES, generator)
     grid, ticks = latent_grid(model, GRID_SIDE)
     chosen = first_of_each_class(data.test_labels)
+    shown = chosen[::max(1, len(chosen) // POSTERIOR_IMAGES)][:POSTERIOR_IMAGES]
+    posterior = model.posterior(x[shown].to(model.code_low.device))
+    projection = projection_for(code_array)
+    labels = data.test_labels.numpy()
+    terms = plotted_terms(history)
     above_2d = model.config.latent_dim > 2
     return RunView(
         label=label, model_name=model.registry_name, latent_dim=model.config.latent_dim, classes=data.classes,
-        codes=code_array, labels=data.test_labels.numpy(), projection=projection_for(code_array),
+        codes=code_array, labels=labels, projection=projection,
         sample_codes=sample_codes.cpu().numpy(), sample_images=images(decode_all(model, sample_codes)),
         grid_images=grid, grid_ticks=ticks,
         originals=images(x[chosen]), reconstructions=images(decode_all(model, codes[chosen])),
         original_codes=code_array[chosen.numpy()], history=history,
         traversals=traversals(model, codes[chosen[0]]) if above_2d else None,
         interpolations=interpolations(model, codes[chosen]) if above_2d else None,
+        spreads=spreads_of(code_array, labels, projection, data.classes),
+        posterior_images=images(x[shown]), posterior_labels=labels[shown.numpy()],
+        posterior_means=posterior.mean.cpu().numpy(),
+        posterior_ellipses=posterior_ellipses(posterior.mean, posterior.logvar, projection),
+        loss_units=loss_units(model.config, terms), book_loss=book_loss(model.config, data.name, pixels),
     )
