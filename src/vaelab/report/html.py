@@ -19,6 +19,7 @@ table { border-collapse: collapse; margin: 1em 0; } th, td { padding: .3em .8em;
 td.num { text-align: right; font-variant-numeric: tabular-nums; } td.best { font-weight: bold; background: #e8f4e8; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .92em; } .flaw { margin: .6em 0; } .muted { color: #777; font-size: .9em; }
+ul.verdicts { font-size: 1.15em; background: #f4f7fb; padding: .6em 1em .6em 2em; border-left: 4px solid #4477aa; }
 """
 
 
@@ -68,6 +69,7 @@ def figure_block(number: int, figure: RenderedFigure) -> str:
 def render_html(study: dict, figures: list[RenderedFigure]) -> str:
     labels = " vs ".join(run["label"] for run in study["runs"])
     title = f"vaelab: {labels} on {study['dataset']['name']}"
+    plain = "".join(f"<li>{escape(v['plain'])}</li>" for v in study["verdicts"])
     flaws = "".join(f'<p class="flaw">{escape(v["sentence"])}</p>' for v in study["verdicts"])
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in study["seconds"].items())
     figure_html = "".join(figure_block(i + 1, f) for i, f in enumerate(figures))
@@ -76,6 +78,7 @@ def render_html(study: dict, figures: list[RenderedFigure]) -> str:
 <title>{escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{escape(title)}</h1>
+<ul id="verdicts" class="verdicts">{plain}</ul>
 <p>The three flaws of an autoencoder's latent space (Generative Deep Learning, ch. 3), measured on
 {study['calibration']['n_images']} test images of {escape(study['dataset']['name'])}.
 <span class=muted>vaelab {escape(study['versions']['vaelab'])}; {escape(seconds)}.</span></p>

@@ -13,10 +13,11 @@ def cell(text: str) -> str:
 def render_markdown(study: dict, figures: list[RenderedFigure], figure_folder: str) -> str:
     labels = [run["label"] for run in study["runs"]]
     c = study["calibration"]
-    lines = [f"# vaelab: {' vs '.join(labels)} on {study['dataset']['name']}", "",
-             f"{c['n_images']} test images. Time: "
-             + ", ".join(f"{k} {v:.0f} s" for k, v in study["seconds"].items()) + ".", "",
-             "## What the numbers show", ""]
+    lines = [f"# vaelab: {' vs '.join(labels)} on {study['dataset']['name']}", ""]
+    lines += [f"- **{v['plain']}**" for v in study["verdicts"]]
+    lines += ["", f"{c['n_images']} test images. Time: "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in study["seconds"].items()) + ".", "",
+              "## What the numbers show", ""]
     lines += [f"- {v['sentence']}" for v in study["verdicts"]]
     lines += ["", "## Metrics", "", "| measures | metric | better | " + " | ".join(map(cell, labels)) + " | unit |",
               "|---|---|---|" + "---:|" * len(labels) + "---|"]

@@ -6,7 +6,7 @@ Both report.html and report.md are built from these, so they always agree.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
 
@@ -75,6 +75,11 @@ class Verdict:
     metric: str  # the headline metric's key
     better: str | None  # the better run's label, None for a tie
     sentence: str
+    plain: str = field(init=False)  # the verdict in plain words, for the top of the report
+
+    def __post_init__(self):
+        outcome = f"the {self.better} is better" if self.better else "no clear difference"
+        object.__setattr__(self, "plain", f"Flaw {self.flaw} ({self.problem}): {outcome}.")
 
 
 def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float) -> list[Verdict]:
