@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 import vaelab
-from vaelab.data import fixed_test_pixels, load_dataset
-from vaelab.explore.served import run_id
+from vaelab.data import ImageData, fixed_test_pixels, load_dataset
+from vaelab.explore.served import ServedRun, run_id
 from vaelab.explore.server import LATENT_BOUND, MAX_BODY_BYTES, MAX_POINTS, create_app
+from vaelab.metrics.manifold import knn_radii, manifold_precision
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")  # it prefers httpx2; httpx works
@@ -110,14 +111,68 @@ def test_identical_decode_requests_are_answered_from_the_cache(client, app):
     assert run.decode.cache_info().hits == hits + 1
 
 
-def test_classify_gives_a_guess_and_confidence_per_point(client, app):
-    z = [[0.0, 0.0, 0.0], [1.0, 2.0, -1.0]]
+def test_classify_gives_a_guess_confidence_and_hole_per_point(client, app):
+    z = [[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [50.0, -50.0, 50.0]]
     body = client.post("/api/runs/vae3/classify", json={"z": z}).json()
     run = app.state.runs["vae3"]
     with torch.no_grad():
-        _, probs = run.classifier.outputs(run.model.decode(torch.tensor(z)))
+        features, probs = run.classifier.outputs(run.model.decode(torch.tensor(z)))
+        reference, _ = run.classifier.outputs(run.model.decode(run.model.encode(run.test_x)))
     assert body["labels"] == probs.argmax(1).tolist()
     assert body["confidence"] == pytest.approx(probs.max(1).values.tolist(), abs=1e-4)
+    ratio = (torch.cdist(features.double(), reference.double()) / knn_radii(reference)).min(1).values
+    assert body["ball_ratio"] == pytest.approx(ratio.tolist(), rel=1e-3)
+    assert body["hole"] == (ratio > 1).tolist() and body["hole"][2]  # far outside the codes: a hole
+
+
+@pytest.mark.parametrize("run_name", ["ae", "vae"])
+def test_holes_are_flaw_1s_measure_point_by_point(client, app, run_name):
+    """The share of random samples that are not holes is the flaw-1 headline: precision against the model's
+    reconstructions."""
+    run = app.state.runs[run_name]
+    z = run.model.sample_prior(200, torch.Generator().manual_seed(0))
+    body = client.post(f"/api/runs/{run_name}/classify", json={"z": z.tolist()}).json()
+    with torch.no_grad():
+        samples, _ = run.classifier.outputs(run.model.decode(torch.tensor(z.tolist())))
+        reconstructions, _ = run.classifier.outputs(run.model.decode(run.model.encode(run.test_x)))
+    expected = manifold_precision(samples, reconstructions)
+    assert 0 < expected < 1  # both kinds of point are there to be told apart
+    assert 1 - np.mean(body["hole"]) == pytest.approx(expected, abs=0.011)  # float32 rounding may move a point
+
+
+class BumpAE(torch.nn.Module):
+    """A synthetic AE: the code (u, v) is the position of a bright round bump, at pixel (4 + 20u, 4 + 20v)."""
+
+    config = type("Config", (), {"latent_dim": 2, "image_shape": (1, 28, 28)})
+    pixel = torch.arange(28.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        x, y = 4 + 20 * z[:, 0, None, None], 4 + 20 * z[:, 1, None, None]
+        return torch.exp(-((self.pixel[None, None, :] - x) ** 2 + (self.pixel[None, :, None] - y) ** 2) / 4.5)[:, None]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        ink = images[:, 0] / images[:, 0].sum((1, 2), keepdim=True)
+        return torch.stack([(ink.sum(1) * self.pixel).sum(1), (ink.sum(2) * self.pixel).sum(1)], 1).sub(4).div(20)
+
+
+def test_the_holes_of_an_ae_are_the_empty_space_away_from_its_codes(find_classifier, tmp_path):
+    """Codes fill the square [0.1, 0.4]^2 only: the plane far from it is a hole, the square is not."""
+    model = BumpAE()
+    side = (torch.arange(20) + 0.5) / 20
+    codes = torch.cartesian_prod(side, side) * 0.3 + 0.1  # evenly filled, so no gaps inside the square
+    images = model.decode(codes).mul(255).round().to(torch.uint8)
+    labels = torch.zeros(len(codes), dtype=torch.int64)
+    data = ImageData("bumps", images, labels, images, labels, tuple("0123456789"), "synthetic")
+    run = ServedRun("bumps", tmp_path, model, data, "continuous", *find_classifier(data))
+    assert torch.allclose(run.codes, codes, atol=0.01)  # the encoder finds the bumps
+    axis = (torch.arange(10) + 0.5) / 10  # a 10 x 10 grid of cells over [0, 1]^2
+    cells = torch.cartesian_prod(axis, axis)
+    _, _, hole, ratio = run.classify(tuple(map(tuple, cells.tolist())))
+    hole = torch.tensor(hole)
+    on_codes = ((cells >= 0.15) & (cells <= 0.35)).all(1)
+    far = (cells >= 0.65).any(1)
+    assert on_codes.sum() == 9 and not hole[on_codes].any()
+    assert far.sum() == 64 and hole[far].all()
 
 
 def test_reconstruct_a_test_image_by_index_or_by_pixels(client, app):

@@ -133,7 +133,8 @@ def test_the_overlay_shades_the_plane_and_names_the_guess(page, server, shots):
     page.wait_for_function(f"() => ({corner_alpha})() > 0")  # the shading reaches the empty corner
     z, _ = hover(page, "vae", 230, 230)
     guess = httpx.post(f"{server}/api/runs/vae/classify", json={"z": [z]}).json()
-    expected = f"classifier: {guess['labels'][0]} ({round(100 * guess['confidence'][0])}% sure)"
+    expected = (f"classifier: {guess['labels'][0]} ({round(100 * guess['confidence'][0])}% sure); "
+                + ("a hole: unlike every reconstruction" if guess["hole"][0] else "like its reconstructions"))
     page.wait_for_function("([s, text]) => document.querySelector(s).textContent === text",
                            arg=['[data-run="vae"] .guess', expected])
     page.screenshot(path=shots / "overlay.png", full_page=True)

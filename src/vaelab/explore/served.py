@@ -3,6 +3,13 @@
 Plain PyTorch and NumPy, no HTTP: the server only validates requests and calls
 these methods in worker threads. Inference is read-only (eval mode, inference
 mode), so threads may decode with the same model at the same time.
+
+The overlay's "holes" are flaw 1's measure (metrics/samples.py, the headline
+"share of random samples like its reconstructions") asked of one latent point
+at a time: a point is a hole when the reference classifier's features of its
+decode fall outside every k-NN ball of the features of the model's own
+reconstructions of the test images (metrics/manifold.py). A classifier's
+confidence cannot say this: it is often sure of a blob unlike any digit.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import functools
 import io
 import json
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +30,7 @@ from PIL import Image
 from vaelab.data import ImageData, fixed_test_pixels, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, cache_folder, load_cached
+from vaelab.metrics.manifold import CHUNK, knn_radii
 from vaelab.runs import load, read_config
 
 ENCODE_BATCH = 1000  # test images encoded per forward pass at start-up
@@ -31,6 +40,7 @@ CODE_DECIMALS = 4  # codes are sent rounded: far finer than a screen pixel, a th
 
 Points = tuple[tuple[float, ...], ...]  # hashable latent points, the cache key
 FoundClassifier = tuple[ReferenceClassifier | None, str | None]  # the classifier, or why there is none
+Guesses = tuple[list[int], list[float], list[bool], list[float]]  # label, confidence, hole, ball ratio per point
 
 
 def cached_classifier(data: ImageData) -> FoundClassifier:
@@ -63,6 +73,15 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def ball_ratio(samples: torch.Tensor, reference: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """min over reference rows r of |s - r| / radius(r), for each sample row s: at most 1 exactly when s lies
+    in some reference k-NN ball, manifold_precision's test; how far above 1 says how far outside."""
+    samples, reference = samples.double(), reference.double()  # as manifold_precision: float32 moves points
+    radii = radii.clamp_min(1e-12)  # a zero radius (duplicate references) holds only its own point
+    return torch.cat([(torch.cdist(samples[i:i + CHUNK], reference) / radii).min(1).values
+                      for i in range(0, len(samples), CHUNK)])
+
+
 def principal_axes(codes: torch.Tensor) -> dict[str, list]:
     """Mean and the two leading principal directions of the codes: the default 2-D view of a larger latent."""
     mean = codes.mean(0)
@@ -82,6 +101,9 @@ class ServedRun:
         self.test_x = fixed_test_pixels(data.test_images, pixels)
         with torch.inference_mode():
             codes = torch.cat([model.encode(batch) for batch in self.test_x.split(ENCODE_BATCH)])
+        self.codes = codes
+        self.reference: tuple[torch.Tensor, torch.Tensor] | None = None  # see reconstruction_manifold
+        self.reference_lock = threading.Lock()
         # the largest response never changes: render it once
         self.codes_json = json.dumps({
             "run": run_id, "latent_dim": self.latent_dim,
@@ -107,12 +129,28 @@ class ServedRun:
             images = to_uint8(self.model.decode(torch.tensor(z, dtype=torch.float32)))
         return png_strip(images) if fmt == "png" else images.tobytes()
 
-    def _classify(self, z: Points) -> tuple[list[int], list[float]]:
-        """The reference classifier's guess and confidence for the image decoded at each point."""
+    def reconstruction_manifold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classifier features of the model's reconstructions of the test images, and their k-NN radii.
+
+        Built on the first request that needs it (seconds for 10,000 images), not at start-up, and once
+        however many threads ask at the same time."""
+        with self.reference_lock:
+            if self.reference is None:
+                with torch.inference_mode():
+                    decoded = torch.cat([self.model.decode(c) for c in self.codes.split(ENCODE_BATCH)])
+                    features, _ = self.classifier.outputs(decoded)
+                self.reference = features, knn_radii(features)
+            return self.reference
+
+    def _classify(self, z: Points) -> Guesses:
+        """For the image decoded at each point: the reference classifier's guess and confidence, and whether
+        the point is a hole (its decode unlike every reconstruction of a test image) with its ball ratio."""
         with torch.inference_mode():
-            _, probs = self.classifier.outputs(self.model.decode(torch.tensor(z, dtype=torch.float32)))
+            features, probs = self.classifier.outputs(self.model.decode(torch.tensor(z, dtype=torch.float32)))
+            ratio = ball_ratio(features, *self.reconstruction_manifold())
         confidence, label = probs.max(1)
-        return label.tolist(), [round(c, 4) for c in confidence.tolist()]
+        return (label.tolist(), [round(c, 4) for c in confidence.tolist()], (ratio > 1).tolist(),
+                [round(r, 4) for r in ratio.tolist()])
 
     def reconstruct(self, x: torch.Tensor) -> dict:
         """Code and reconstruction of one image x [C, H, W] in [0, 1]."""

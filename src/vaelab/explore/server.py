@@ -155,13 +155,14 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) ->
         media = "image/png" if request.format == "png" else "application/octet-stream"
         return Response(data, media_type=media, headers={"X-Image-Shape": shape})
 
-    @app.post("/api/runs/{run_id}/classify", summary="The reference classifier's guess for decoded latent points")
+    @app.post("/api/runs/{run_id}/classify",
+              summary="The reference classifier's guess for decoded latent points, and which points are holes")
     async def classify(run_id: str, request: Points) -> dict:
         run = get_run(run_id)
         if run.classifier is None:
             raise HTTPException(409, run.classifier_reason)
-        labels, confidence = await run_in_threadpool(run.classify, checked_points(run, request.z))
-        return {"labels": labels, "confidence": confidence}
+        labels, confidence, hole, ratio = await run_in_threadpool(run.classify, checked_points(run, request.z))
+        return {"labels": labels, "confidence": confidence, "hole": hole, "ball_ratio": ratio}
 
     @app.post("/api/runs/{run_id}/reconstruct", summary="Code and reconstruction of a test image or given pixels")
     async def reconstruct(run_id: str, request: ReconstructRequest) -> dict:

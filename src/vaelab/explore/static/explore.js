@@ -5,7 +5,7 @@
 
 const PALETTE = [[68, 119, 170], [238, 102, 119], [34, 136, 51], [204, 187, 68], [102, 204, 238],
                  [170, 51, 119], [120, 120, 120], [238, 136, 102], [51, 34, 136], [17, 119, 51]];
-const UNSURE = [70, 70, 70];  // overlay colour where the classifier has no idea: the "holes"
+const HOLE = [40, 40, 40];  // overlay colour of a hole: a point whose decode is unlike every reconstruction
 const STRIP_STEPS = 10;       // images in the interpolation strip, both pins included
 const OVERLAY_GRID = 24;      // overlay cells per side: 576 decodes + classifications per view
 const SIZE = 460;             // scatter side in CSS pixels
@@ -71,7 +71,7 @@ class Panel {
     this.ctx = this.scatter.getContext("2d");
     this.pins = [];
     this.encoded = null;   // code of the picked or dropped image
-    this.overlay = null;   // {rect: [u0, v0, u1, v1], canvas} from the classifier
+    this.overlay = null;   // {rect: [u0, v0, u1, v1], canvas}: holes and the classifier's guesses
     this.cursor = null;    // last hovered screen position, re-decoded when a slider moves
     this.q(".name").textContent = run.name;
     this.q(".about").textContent =
@@ -120,11 +120,13 @@ class Panel {
     const overlay = this.q(".overlay");
     overlay.disabled = !this.run.classifier;
     this.q(".overlay-toggle").title = this.run.classifier_reason ||
-      "shade the plane by the reference classifier's confidence in the decoded image";
+      "shade the holes (flaw 1): points whose decoded image is unlike all of the model's reconstructions of " +
+      "test images, judged in the reference classifier's features; elsewhere, the classifier's guess";
     overlay.addEventListener("change", () => { this.overlay = null; this.requestOverlay(); this.draw(); });
     this.q(".unpin").addEventListener("click", () => { this.pins = []; this.showPins(); });
     this.q(".legend").innerHTML = this.classes.map((name, i) => `<span><i style="background:${colour(i)}">` +
-      `</i>${name}</span>`).join("") + (this.run.classifier ? " <span>overlay: class colour = guess, grey = unsure</span>" : "");
+      `</i>${name}</span>`).join("") +
+      (this.run.classifier ? " <span>overlay: dark = hole, class colour = the classifier's guess</span>" : "");
   }
 
   // The plane shown: (u, v) are either two code dimensions or the two leading PCA directions.
@@ -270,7 +272,8 @@ class Panel {
     canvas.dataset.z = JSON.stringify(z);
     this.q(".readout").textContent = `z = (${fmt(z)})`;
     this.q(".guess").textContent = guess ?
-      `classifier: ${this.classes[guess.labels[0]]} (${Math.round(100 * guess.confidence[0])}% sure)` : "";
+      `classifier: ${this.classes[guess.labels[0]]} (${Math.round(100 * guess.confidence[0])}% sure); ` +
+      (guess.hole[0] ? "a hole: unlike every reconstruction" : "like its reconstructions") : "";
   }
 
   pin(z) {
@@ -296,7 +299,7 @@ class Panel {
     canvas.dataset.z = JSON.stringify(zs);
   }
 
-  // Classify the decoded images on a grid over the visible plane, after the view settles.
+  // Find the holes on a grid over the visible plane, after the view settles.
   requestOverlay() {
     clearTimeout(this.overlayTimer);
     if (!this.q(".overlay").checked) return;
@@ -312,14 +315,14 @@ class Panel {
   }
 
   async showOverlay({rect, zs}) {
-    const {labels, confidence} = await api(`${this.base}/classify`, {z: zs});
+    const {labels, hole} = await api(`${this.base}/classify`, {z: zs});
     const canvas = document.createElement("canvas");
     canvas.width = canvas.height = OVERLAY_GRID;
     const ctx = canvas.getContext("2d"), image = ctx.createImageData(OVERLAY_GRID, OVERLAY_GRID);
     labels.forEach((label, i) => {
-      const sure = confidence[i], rgb = PALETTE[label % PALETTE.length];
-      for (let k = 0; k < 3; k++) image.data[4 * i + k] = sure * rgb[k] + (1 - sure) * UNSURE[k];
-      image.data[4 * i + 3] = 120;
+      const rgb = hole[i] ? HOLE : PALETTE[label % PALETTE.length];
+      for (let k = 0; k < 3; k++) image.data[4 * i + k] = rgb[k];
+      image.data[4 * i + 3] = hole[i] ? 150 : 70;
     });
     ctx.putImageData(image, 0, 0);
     this.overlay = {rect, canvas};
