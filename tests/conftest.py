@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vaelab.data import load_dataset
+from vaelab.data import DATASETS, load_dataset
 from vaelab.data.idx import write_idx
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Where the integration tests look for real MNIST: $VAELAB_DATA_DIR (read now, because `isolated_cache`
+# hides it from every test), then ../shared/data beside the checkout, where the project's machines keep it.
+REAL_DATA_DIRS = [Path(p) for p in (os.environ.get("VAELAB_DATA_DIR"),) if p] + [
+    Path(__file__).resolve().parents[1].parent / "shared" / "data"]
 
 
 def write_idx_dataset(folder: Path, train_x, train_y, test_x, test_y) -> Path:
@@ -36,9 +40,11 @@ def tiny_data_dir(tmp_path_factory, mnist_sample) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """A data folder with real MNIST (the four IDX files, directly or in mnist/)."""
+    for folder in REAL_DATA_DIRS:
+        if DATASETS["mnist"].find_in(folder):
+            return folder
+    pytest.skip("real MNIST not found: set VAELAB_DATA_DIR to real MNIST to run these")
 
 
 @pytest.fixture(autouse=True)
