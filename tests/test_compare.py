@@ -19,7 +19,7 @@ from vaelab.metrics import Recipe, reference_classifier
 from vaelab.report.figures import FIGURES
 
 TINY_CLASSIFIER = Recipe(epochs=0, min_images=512, batch_size=64)
-BASE_FIGURES = {"scatter", "samples", "grid", "reconstructions", "histograms", "training"}
+BASE_FIGURES = {"scatter", "posteriors", "samples", "grid", "reconstructions", "histograms", "training"}
 
 
 def stratified(labels: torch.Tensor, per_class: int) -> torch.Tensor:
