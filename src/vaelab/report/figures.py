@@ -82,12 +82,14 @@ def draw_ellipse(ax, ellipse: Ellipse, sigmas: float, **style) -> EllipsePatch:
     return ax.add_patch(EllipsePatch(tuple(ellipse.centre), major, minor, angle=angle, fill=False, **style))
 
 
-def mark_origin(ax, view: RunView) -> None:
-    """A black-on-white + at z = 0 (gid "origin"), so a reader sees where each model's codes sit."""
+def mark_origin(ax, view: RunView, named: bool = True) -> None:
+    """A black-on-white + at z = 0 (gid "origin"), so a reader sees where each model's codes sit; `named`
+    writes "z = 0" beside it (a figure with a legend says it there instead, clear of crowded codes)."""
     x, y = view.origin
-    ax.plot([x], [y], marker="+", markersize=16, markeredgewidth=4, color="white", zorder=6)
-    ax.plot([x], [y], marker="+", markersize=14, markeredgewidth=2, color="black", zorder=7, gid="origin")
-    ax.annotate("z = 0", (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8, zorder=7)
+    ax.plot([x], [y], marker="+", markersize=16, markeredgewidth=4, color="white", zorder=9)  # above any label
+    ax.plot([x], [y], marker="+", markersize=14, markeredgewidth=2, color="black", zorder=10, gid="origin")
+    if named:
+        ax.annotate("z = 0", (x, y), xytext=(6, -12), textcoords="offset points", fontsize=8, zorder=7)
 
 
 def note_axes(fig: Figure, views: list[RunView]) -> None:
@@ -133,11 +135,13 @@ def scatter_figure(views: list[RunView]) -> Figure:
     for ax, view in zip(np.atleast_1d(axes), views):
         scatter_codes(ax, view)
         class_ellipses(ax, view)
-        mark_origin(ax, view)
+        mark_origin(ax, view, named=False)
         widest, narrowest = view.widest, view.narrowest
         ax.set_title(f"{view.label}: test codes\nwidest class {widest.name} (√det S {widest.spread:.2g}), "
                      f"narrowest {narrowest.name} ({narrowest.spread:.2g})", fontsize=10)
-    fig.legend(handles=legend_handles(views[0].classes), loc="outside right center", title="class", frameon=False)
+    origin = Line2D([], [], marker="+", markersize=12, markeredgewidth=2, linestyle="", color="black", label="z = 0")
+    fig.legend(handles=legend_handles(views[0].classes) + [origin], loc="outside right center", title="class",
+               frameon=False)
     note_axes(fig, views)
     return fig
 
