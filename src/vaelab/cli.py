@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 import vaelab
@@ -19,14 +20,15 @@ from vaelab.errors import VaelabError
 from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
 from vaelab.metrics import CATALOGUE
 from vaelab.train import TrainingInterrupted
+from vaelab.train.length import parse_duration
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+    def error(self, message: str):  # one line, no usage dump, the same prefix for every command
+        self.exit(EXIT_USAGE, f"vaelab: error: {message}\n")
 
 
 def build_parser() -> Parser:
@@ -53,6 +55,11 @@ def build_parser() -> Parser:
                        help="gaussian: loss = factor * mean-pixel MSE (default 1000, the book's VAE)")
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, help="total epochs (default: 10)")
+    opt.add_argument("--steps", type=int, help="train for exactly this many optimiser steps instead of epochs "
+                                                "(replays a time-budgeted run bitwise)")
+    opt.add_argument("--time-budget", type=duration, metavar="DURATION",
+                     help="train for this long instead of epochs: 90s, 5m, 1h30m; the LR schedule runs on the "
+                          "fraction of the budget spent")
     opt.add_argument("--batch-size", type=int, help="default: 32")
     opt.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4)")
     opt.add_argument("--seed", type=int, help="default: 0")
@@ -100,17 +107,33 @@ def build_parser() -> Parser:
                                                               "others are reachable from the network)")
     explore.add_argument("--port", type=int, default=DEFAULT_PORT,
                          help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    explore.add_argument("--token", help="secret every request must carry (default: none on loopback; made up "
+                                          "and printed in the URL for any other --host)")
     explore.set_defaults(handler=run_explore)
     return parser
 
 
 SECTIONS = {"data": ("dataset", "data_dir", "pixels"),
             "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor"),
-            "train": ("epochs", "batch_size", "lr", "seed", "device", "lr_schedule", "precision", "channels_last")}
+            "train": ("epochs", "steps", "time_budget", "batch_size", "lr", "seed", "device", "lr_schedule", "precision", "channels_last")}
+
+
+LENGTH = ("epochs", "steps", "time_budget")  # what a resumed run may change
+
+
+def duration(text: str) -> float:
+    """argparse type for --time-budget: seconds, or a one-line usage error."""
+    try:
+        return parse_duration(text)
+    except VaelabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Defaults, then the preset, then every flag given explicitly."""
+    lengths = [f"--{k.replace('_', '-')}" for k in LENGTH if getattr(args, k) is not None]
+    if len(lengths) > 1:
+        raise VaelabError(f"{' and '.join(lengths)} both set the run's length; give one")
     config = vaelab.preset(args.preset) if args.preset else RunConfig()
     changes = {section: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
                for section, keys in SECTIONS.items()}
@@ -120,11 +143,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run_train(args: argparse.Namespace) -> None:
     show = not args.quiet
     if args.resume:
-        explicit = [k for keys in SECTIONS.values() for k in keys if k != "epochs" and getattr(args, k) is not None]
+        explicit = [k for keys in SECTIONS.values() for k in keys if k not in LENGTH and getattr(args, k) is not None]
         if explicit or args.preset:
-            raise VaelabError(f"--resume continues a run with its own settings; only --epochs may change "
-                              f"(got --{(explicit or ['preset'])[0].replace('_', '-')})")
-        run = vaelab.resume(args.resume, epochs=args.epochs, show_progress=show)
+            raise VaelabError(f"--resume continues a run with its own settings; only its length (--epochs, --steps "
+                              f"or --time-budget) may change (got --{(explicit or ['preset'])[0].replace('_', '-')})")
+        run = vaelab.resume(args.resume, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
+                            show_progress=show)
     else:
         run = vaelab.train(config_from_args(args), args.out, show_progress=show)
     if os.environ.get("RANK", "0") == "0":
@@ -166,10 +190,33 @@ def run_compare(args: argparse.Namespace) -> None:
 
 
 def run_explore(args: argparse.Namespace) -> None:
-    vaelab.explore(args.runs, host=args.host, port=args.port)
+    vaelab.explore(args.runs, host=args.host, port=args.port, token=args.token)
+
+
+def interrupt(signum, frame) -> None:
+    """Ctrl-C or SIGTERM outside the training loop (which checkpoints instead): stop via KeyboardInterrupt, so
+    clean-up runs (a new run's staging folder is removed); a second signal while stopping is ignored."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def os_error(exc: OSError) -> str:
+    """An OS error the library did not name itself, as one line: what failed and where."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run(argv)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
     logging.basicConfig(level=logging.WARNING if args.quiet or not main_process else logging.INFO,
@@ -184,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     except VaelabError as exc:
         say(f"vaelab: error: {exc}")
         return EXIT_USAGE
+    except OSError as exc:
+        say(f"vaelab: error: {os_error(exc)}")
+        return EXIT_USAGE
     except TrainingInterrupted as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a second Ctrl-C changes nothing
         say(f"vaelab: {exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 from vaelab.errors import VaelabError
@@ -34,6 +35,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
+    steps: int | None = None  # exact optimiser steps instead of epochs (replays a time-budgeted run)
+    time_budget: float | None = None  # seconds of training instead of epochs (see vaelab.train.length)
     batch_size: int = 32
     lr: float = 5e-4
     seed: int = 0
@@ -55,12 +58,21 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RunConfig":
-        try:
-            model = dict(raw["model"])
-            model["image_shape"] = tuple(model.get("image_shape", (1, 28, 28)))
-            return cls(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**raw["train"]))
-        except (KeyError, TypeError) as exc:
-            raise VaelabError(f"config is not a vaelab run config ({exc})") from None
+        """The config a run folder recorded, checked like a new run's (types, names, ranges: `validate`)."""
+        if not isinstance(raw, dict):
+            raise VaelabError(f"config is not a vaelab run config (a JSON {type(raw).__name__}, not an object)")
+        sections = {}
+        for section in dataclasses.fields(cls):
+            values = raw.get(section.name)
+            if not isinstance(values, dict):
+                raise VaelabError(f"config is not a vaelab run config (no '{section.name}' section)")
+            known = {f.name for f in dataclasses.fields(section.default_factory)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise VaelabError(f"config has unknown {section.name} setting(s): {', '.join(map(str, unknown))}")
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # JSON has no tuples
+            sections[section.name] = section.default_factory(**values)
+        return validate(cls(**sections))
 
     def replace(self, **sections: dict) -> "RunConfig":
         """A copy with some fields of some sections changed: replace(train={'epochs': 5})."""
@@ -99,14 +111,71 @@ def preset(name: str) -> RunConfig:
     return RunConfig().replace(**PRESETS[name])
 
 
+# Upper bounds: far above any sensible run, low enough that a typo (latent_dim 10^12) fails here, not in a 2 PB allocation.
+MAX_LATENT_DIM = 4096
+MAX_IMAGE_SIDE = 4096
+MAX_CHANNELS = 4
+MAX_BATCH = 1 << 16
+MAX_EPOCHS = 1_000_000
+MAX_SEED = 1 << 62  # torch seeds are 64-bit; rank and epoch offsets are added to it
+
+
+def type_fits(value, annotation: str) -> bool:
+    """Whether a value read from JSON has a field's declared type ('int', 'str | None', 'tuple[int, int, int]')."""
+    for option in (part.strip() for part in annotation.split("|")):
+        items = re.fullmatch(r"tuple\[(.*)\]", option)
+        if items:
+            kinds = [kind.strip() for kind in items.group(1).split(",")]
+            if isinstance(value, tuple) and len(value) == len(kinds) and all(map(type_fits, value, kinds)):
+                return True
+        elif option not in SCALAR_TYPES:
+            raise TypeError(f"config.py has no type check for a field of type {option!r}")
+        elif SCALAR_TYPES[option](value):
+            return True
+    return False
+
+
+SCALAR_TYPES = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str) and "\x00" not in v,
+    "None": lambda v: v is None,
+}
+
+
+def check_types(config: RunConfig) -> None:
+    """Every field has its declared type: a config.json written by hand or damaged fails here, by name."""
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        for f in dataclasses.fields(values):
+            value = getattr(values, f.name)
+            if not type_fits(value, f.type):
+                raise VaelabError(f"{section.name}.{f.name} must be of type {f.type.replace('None', 'null')}, "
+                                  f"got {value!r:.60}")
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Reject impossible settings with a message naming the setting (names are checked by the registries)."""
+    check_types(config)
     m, t = config.model, config.train
+    channels, height, width = m.image_shape
     checks = [
         (m.latent_dim >= 1, f"latent-dim must be at least 1, got {m.latent_dim}"),
+        (m.latent_dim <= MAX_LATENT_DIM, f"latent-dim must be at most {MAX_LATENT_DIM}, got {m.latent_dim}"),
+        (1 <= channels <= MAX_CHANNELS and 1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE,
+         f"image_shape must be (channels 1-{MAX_CHANNELS}, height, width 1-{MAX_IMAGE_SIDE}), got {m.image_shape}"),
+        (0 <= t.seed <= MAX_SEED, f"seed must be between 0 and 2^62, got {t.seed}"),
         (t.epochs >= 0, f"epochs must be 0 or more, got {t.epochs}"),
+        (t.epochs <= MAX_EPOCHS, f"epochs must be at most {MAX_EPOCHS}, got {t.epochs}"),
+        (t.steps is None or t.steps >= 1, f"steps must be at least 1, got {t.steps}"),
+        (t.time_budget is None or (math.isfinite(t.time_budget) and t.time_budget > 0),
+         f"time-budget must be a positive number of seconds, got {t.time_budget}"),
+        (t.steps is None or t.time_budget is None, "give --steps or --time-budget, not both"),
         (t.batch_size >= 1, f"batch-size must be at least 1, got {t.batch_size}"),
         (t.eval_batch_size >= 1, f"eval-batch-size must be at least 1, got {t.eval_batch_size}"),
+        (max(t.batch_size, t.eval_batch_size) <= MAX_BATCH,
+         f"batch sizes must be at most {MAX_BATCH}, got {max(t.batch_size, t.eval_batch_size)}"),
         (math.isfinite(t.lr) and t.lr > 0, f"lr must be a positive number, got {t.lr}"),
         (math.isfinite(m.r_loss_factor) and m.r_loss_factor > 0,
          f"r-loss-factor must be a positive number, got {m.r_loss_factor}"),

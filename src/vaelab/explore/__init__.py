@@ -15,8 +15,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
 
-def explore(runs: list[str | Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve the explorer for these run folders on http://host:port until Ctrl-C (port 0: any free port)."""
+def explore(runs: list[str | Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+            token: str | None = None) -> None:
+    """Serve the explorer for these run folders on http://host:port until Ctrl-C (port 0: any free port).
+    Off loopback every request needs `token` (one is made up and printed in the URL when none is given)."""
     from vaelab.explore.server import serve  # FastAPI and uvicorn load only when exploring
 
-    serve(runs, host, port)
+    serve(runs, host, port, token)

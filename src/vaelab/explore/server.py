@@ -2,15 +2,22 @@
 
 Requests are validated at the edge (pydantic models, a body-size cap, the run's
 latent size) and answered with 4xx `{"detail": "..."}` errors; model work runs
-in worker threads so a large request never blocks the event loop. Runs are
-addressed by id only: no request names a file.
+in worker threads so a large request never blocks the event loop, at most
+MAX_WORK_PER_CLIENT at a time per client so one client cannot starve the others.
+Runs are addressed by id only: no request names a file. The Host header must
+name this server (a DNS-rebinding page cannot reach the API), and off loopback
+every request needs the token that `serve` prints in its URL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import ipaddress
+import secrets
 import socket
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,6 +38,10 @@ STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1024  # latent points per decode / classify request (a 32 x 32 overlay grid)
 LATENT_BOUND = 1e3  # |coordinate| limit: far outside any trained code, small enough to stay finite
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1024 points of latent size 32 written out in full fit easily
+MAX_WORK_PER_CLIENT = 2  # model calls one client address may have running at once; more wait their turn
+MAX_QUEUED_PER_CLIENT = 64  # beyond this many waiting requests a client gets 429
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+TOKEN_COOKIE = "vaelab_token"
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-LATENT_BOUND, le=LATENT_BOUND)]
 
@@ -94,6 +105,47 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def host_name(header: str) -> str:
+    """The name in a Host header, without port or brackets: '[::1]:8765' -> '::1'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0].rstrip(".") if header.count(":") == 1 else header.rstrip(".")
+
+
+class Guard:
+    """Refuse requests whose Host header names another server (403) and, when a token is set, requests that do
+    not carry it as a cookie, `Authorization: Bearer`, `X-Vaelab-Token` or `?token=` (401) (ASGI middleware)."""
+
+    def __init__(self, app, token: str | None, hosts: frozenset[str] | None):
+        self.app, self.token, self.hosts = app, token, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        if self.hosts is not None and host_name(request.headers.get("host", "")) not in self.hosts:
+            return await JSONResponse({"detail": "this explorer does not serve that Host name"}, 403)(
+                scope, receive, send)
+        if self.token is not None:
+            authorization = request.headers.get("authorization", "")
+            given = (request.cookies.get(TOKEN_COOKIE) or request.headers.get("x-vaelab-token")
+                     or (authorization[7:] if authorization.lower().startswith("bearer ") else None)
+                     or request.query_params.get("token") or "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return await JSONResponse({"detail": "this explorer needs its token: open the URL it printed "
+                                                     "(ending in ?token=...)"}, 401)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class ClientQueue:
+    """One client address's model calls: how many may run at once, and how many wait."""
+
+    running: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_WORK_PER_CLIENT))
+    waiting: int = 0
+
+
 async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's list of errors as one sentence: where, what, and how many more."""
     errors = exc.errors()
@@ -109,16 +161,21 @@ async def one_line_validation_error(request: Request, exc: RequestValidationErro
     return JSONResponse({"detail": message}, status_code=422)
 
 
-def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) -> FastAPI:
+def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier, *, token: str | None = None,
+               hosts: frozenset[str] | None = None) -> FastAPI:
     """The explorer for these run folders, loaded now (a bad folder raises VaelabError here).
 
-    `find_classifier(data) -> (classifier or None, reason)` supplies the overlay's reference classifier."""
+    `find_classifier(data) -> (classifier or None, reason)` supplies the overlay's reference classifier;
+    `token`, when given, is required of every request; `hosts`, when given, are the only Host names served
+    (`serve` always passes them)."""
     runs = load_runs(run_dirs, find_classifier)
+    queues: dict[str, ClientQueue] = {}
     app = FastAPI(title="vaelab explore", version=__version__,
                   description="Move through the latent spaces of trained vaelab runs. See docs/explore.md.")
     app.state.runs = runs
     app.add_exception_handler(RequestValidationError, one_line_validation_error)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Guard, token=token, hosts=hosts)  # added last, so it runs first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def get_run(run_id: str) -> ServedRun:
@@ -133,9 +190,28 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) ->
                                          f"latent_dim {run.latent_dim}")
         return tuple(map(tuple, z))
 
+    async def model_work(request: Request, work, *args):
+        """Run `work` in a worker thread, at most MAX_WORK_PER_CLIENT at a time for the client's address."""
+        client = request.client.host if request.client else ""
+        queue = queues.setdefault(client, ClientQueue())
+        if queue.waiting >= MAX_QUEUED_PER_CLIENT:
+            raise HTTPException(429, f"more than {MAX_QUEUED_PER_CLIENT} requests of yours are waiting; "
+                                     f"wait for their answers")
+        queue.waiting += 1
+        try:
+            async with queue.running:
+                return await run_in_threadpool(work, *args)
+        finally:
+            queue.waiting -= 1
+            if not queue.waiting:
+                queues.pop(client, None)
+
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    def page(request: Request) -> FileResponse:
+        response = FileResponse(STATIC / "index.html")
+        if token is not None and request.query_params.get("token") == token:  # the page's requests carry it
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
 
     @app.get("/api/runs", summary="The served runs and the request limits")
     def list_runs() -> dict:
@@ -148,24 +224,24 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) ->
 
     @app.post("/api/runs/{run_id}/decode", summary="Decode latent points to images (PNG strip or raw bytes)",
               responses={200: {"content": {"image/png": {}, "application/octet-stream": {}}}})
-    async def decode(run_id: str, request: DecodeRequest) -> Response:
+    async def decode(run_id: str, request: DecodeRequest, http: Request) -> Response:
         run = get_run(run_id)
-        data = await run_in_threadpool(run.decode, checked_points(run, request.z), request.format)
+        data = await model_work(http, run.decode, checked_points(run, request.z), request.format)
         shape = ",".join(map(str, (len(request.z), *run.image_shape)))
         media = "image/png" if request.format == "png" else "application/octet-stream"
         return Response(data, media_type=media, headers={"X-Image-Shape": shape})
 
     @app.post("/api/runs/{run_id}/classify",
               summary="The reference classifier's guess for decoded latent points, and which points are holes")
-    async def classify(run_id: str, request: Points) -> dict:
+    async def classify(run_id: str, request: Points, http: Request) -> dict:
         run = get_run(run_id)
         if run.classifier is None:
             raise HTTPException(409, run.classifier_reason)
-        labels, confidence, hole, ratio = await run_in_threadpool(run.classify, checked_points(run, request.z))
+        labels, confidence, hole, ratio = await model_work(http, run.classify, checked_points(run, request.z))
         return {"labels": labels, "confidence": confidence, "hole": hole, "ball_ratio": ratio}
 
     @app.post("/api/runs/{run_id}/reconstruct", summary="Code and reconstruction of a test image or given pixels")
-    async def reconstruct(run_id: str, request: ReconstructRequest) -> dict:
+    async def reconstruct(run_id: str, request: ReconstructRequest, http: Request) -> dict:
         run = get_run(run_id)
         if request.index is not None:
             if request.index >= len(run.test_x):
@@ -178,7 +254,7 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier) ->
                 raise HTTPException(422, f"pixels: has {len(request.pixels)} values, run {run.id!r} takes "
                                          f"{'x'.join(map(str, run.image_shape))} = {expected}")
             x, label = torch.tensor(request.pixels, dtype=torch.float32).view(run.image_shape), None
-        return {"label": label, **await run_in_threadpool(run.reconstruct, x)}
+        return {"label": label, **await model_work(http, run.reconstruct, x)}
 
     return app
 
@@ -204,16 +280,35 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(run_dirs: list[str | Path], host: str, port: int) -> None:
-    """Load the runs, bind, print the URL and serve until Ctrl-C."""
-    app = create_app(run_dirs)
+def allowed_hosts(host: str, address: str) -> frozenset[str] | None:
+    """The Host names to serve: loopback names, plus the --host name off loopback; any name on a wildcard
+    address (0.0.0.0, ::), whose names cannot be known - the token guards those."""
+    ip = ipaddress.ip_address(address)
+    if ip.is_unspecified:
+        return None
+    return LOOPBACK_NAMES if ip.is_loopback else LOOPBACK_NAMES | {host_name(host), address}
+
+
+def serve(run_dirs: list[str | Path], host: str, port: int, token: str | None = None) -> None:
+    """Load the runs, bind, print the URL and serve until Ctrl-C. Off loopback a token is required (one is
+    made up when none is given) and the printed URL carries it."""
+    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
+        raise VaelabError("--token must be at least 8 printable characters without spaces")
+    try:
+        resolved = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0].split("%")[0]
+    except socket.gaierror as exc:
+        raise VaelabError(f"--host {host}: cannot resolve ({exc.strerror})") from None
+    if not ipaddress.ip_address(resolved).is_loopback and token is None:
+        token = secrets.token_urlsafe(18)
+    app = create_app(run_dirs, token=token, hosts=allowed_hosts(host, resolved))
     sock = bind(host, port)
     address, bound_port = sock.getsockname()[:2]
     if not ipaddress.ip_address(address).is_loopback:
-        print(f"vaelab: warning: {host} is not a loopback address; anyone who can reach this machine can use "
-              f"the explorer (it has no authentication)", file=sys.stderr)
+        print(f"vaelab: warning: {host} is not a loopback address: anyone on the network who has the URL below "
+              f"(with its token) can use the explorer", file=sys.stderr)
     shown = f"[{address}]" if ":" in address else address
-    print(f"vaelab explore: serving {len(run_dirs)} run(s) at http://{shown}:{bound_port} (Ctrl-C to stop)",
+    query = f"/?token={token}" if token is not None else ""
+    print(f"vaelab explore: serving {len(run_dirs)} run(s) at http://{shown}:{bound_port}{query} (Ctrl-C to stop)",
           flush=True)
     # Requests are small and many: one core per request (in parallel threads) beats splitting
     # each tiny forward pass over all cores, which only adds synchronisation.

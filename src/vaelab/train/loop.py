@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
-import os
 import platform
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -36,25 +35,29 @@ import torch
 from tqdm.auto import tqdm
 
 from vaelab import __version__
-from vaelab.config import RunConfig, validate
+from vaelab.config import RunConfig
 from vaelab.data import ImageData, fixed_test_pixels, load_dataset, pixel_transform
 from vaelab.errors import VaelabError
 from vaelab.models import build_model
 from vaelab.runs import (
     CHECKPOINT,
     CONFIG,
-    WEIGHTS,
-    check_writable_folder,
+    Record,
+    RunFolder,
+    check_config,
+    cpu_tensors,
     read_config,
-    read_metrics,
     refuse_existing,
+    repair_derived,
+    tensors_sha256,
     write_json,
     write_metrics,
-    write_tensors,
+    write_weights,
 )
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms
+from vaelab.train.length import RunLength, format_duration
 from vaelab.train.speed import autocast, check_levers, resolve_precision, set_learning_rate, set_memory_format
 
 log = logging.getLogger("vaelab")
@@ -96,34 +99,6 @@ def versions() -> dict[str, str]:
             "safetensors": safetensors.__version__, "python": platform.python_version()}
 
 
-@dataclass
-class RunFolder:
-    """Where a run writes. A new run lives in a hidden staging folder until its first
-    checkpoint, then is renamed into place: a run that fails early leaves nothing behind."""
-
-    path: Path
-    final: Path
-
-    @classmethod
-    def staged(cls, out: Path) -> "RunFolder":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        return cls(staging, out)
-
-    def commit(self) -> None:
-        if self.path != self.final:
-            if self.final.exists():  # an empty folder the user made beforehand
-                self.final.rmdir()
-            os.replace(self.path, self.final)
-            self.path = self.final
-
-    def discard(self) -> None:
-        if self.path != self.final:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def stop_requests():
     """Turn Ctrl-C and SIGTERM into a flag the loop checks between steps."""
@@ -158,6 +133,9 @@ class Session:
     device: torch.device
     cluster: Cluster
     order_rng: torch.Generator  # epoch permutations: identical on every rank
+    history: list[dict] = dataclasses.field(default_factory=list)  # finished epochs' metrics (rank 0)
+    weights_sha256: str | None = None  # checksum of the last finished epoch's weights (rank 0)
+    config_to_write: dict | None = None  # a resumed run's new config.json, written at its first commit
 
     def rng_states(self) -> dict[str, torch.Tensor]:
         """The generator states to checkpoint (a collective: every rank must call it)."""
@@ -183,14 +161,25 @@ class Session:
             torch.manual_seed(noise_seed(self.config.train.seed, rank) + 1_000_003 * epoch)
 
     def save(self, progress: Progress, history: list[dict] | None) -> None:
-        """Checkpoint (and, at an epoch's end, weights and metrics); rank 0 writes, the others wait."""
+        """Checkpoint; at an epoch's end (`history` given) also the weights and metrics derived from it.
+
+        The checkpoint's rename is the one commit point: it carries the history and the weights' checksum,
+        so the files written after it are repaired from it if a crash cuts them short (vaelab.runs).
+        Rank 0 writes, the others wait."""
         rng = self.rng_states()
         if self.cluster.is_main:
-            save_checkpoint(self.folder.path / CHECKPOINT, self.model, self.optimizer, progress, rng)
-            if history is not None:
-                write_tensors(self.folder.path / WEIGHTS, self.model.state_dict(), {"format": "vaelab-weights-1"})
-                write_metrics(self.folder.path, history)
+            weights = cpu_tensors(self.model.state_dict()) if history is not None else None
+            if weights is not None:
+                self.history, self.weights_sha256 = history, tensors_sha256(weights)
+            save_checkpoint(self.folder.path / CHECKPOINT, self.model, self.optimizer, progress, rng,
+                            Record(self.history, self.weights_sha256))
             self.folder.commit()
+            if self.config_to_write is not None:
+                write_json(self.folder.path / CONFIG, self.config_to_write)
+                self.config_to_write = None
+            if weights is not None:
+                write_weights(self.folder.path, weights)
+                write_metrics(self.folder.path, self.history)
         self.cluster.barrier()
 
 
@@ -200,7 +189,7 @@ def noise_seed(seed: int, rank: int) -> int:
 
 
 def fit(session: Session, progress: Progress, show_progress: bool = True) -> Progress:
-    """Train until `config.train.epochs` epochs are done, checkpointing after each epoch."""
+    """Train for the run's length (epochs, steps or time budget), checkpointing after each epoch."""
     model, optimizer, config, cluster = session.model, session.optimizer, session.config, session.cluster
     pixels = pixel_transform(config.data.pixels)
     test_x = fixed_test_pixels(session.data.test_images, config.data.pixels)
@@ -208,9 +197,9 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     images = session.data.train_images.to(session.device)
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = config.train.epochs * steps_per_epoch
+    length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    history = read_metrics(session.folder.path)[: progress.epoch] if cluster.is_main else []
+    history = session.history
     forward = model
     if cluster.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -218,9 +207,11 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
         forward = DistributedDataParallel(model, device_ids=[session.device] if session.device.type == "cuda" else None)
     model.train()
     show_progress = show_progress and cluster.is_main
+    clock_zero = time.perf_counter() - progress.elapsed_seconds  # the run's clock carries across resumes
+    (seconds,) = cluster.maximum([time.perf_counter() - clock_zero])
 
     with stop_requests() as stop:
-        while progress.epoch < config.train.epochs:
+        while not length.done(progress.steps_done, seconds):
             epoch = progress.epoch + 1
             if progress.step == 0 or progress.permutation is None:
                 progress = dataclasses.replace(progress, permutation=torch.randperm(n, generator=session.order_rng),
@@ -230,15 +221,16 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             zero = torch.zeros((), dtype=torch.float64)
             recent_losses: list[torch.Tensor] = []
             bar = tqdm(total=n, initial=min(progress.step * batch_size, n), unit="img", leave=False,
-                       desc=f"epoch {epoch}/{config.train.epochs}", dynamic_ncols=True,
+                       desc=f"epoch {epoch_label(epoch, config)}", dynamic_ncols=True,
                        disable=None if show_progress else True)  # None: off when not a terminal
             started = time.perf_counter()
+            first_step = progress.step
             for step, batch in epoch_batches(n, batch_size, order, progress.step):
                 index = cluster.shard(batch)
                 if len(index):
                     x = pixels(images[index]).contiguous(memory_format=memory_format)
                     set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule,
-                                      (epoch - 1) * steps_per_epoch + step, total_steps)
+                                      length.fraction(progress.steps_done, seconds))
                     with autocast(config.train.precision, session.device):
                         terms = forward(x)
                     optimizer.zero_grad(set_to_none=True)
@@ -248,39 +240,62 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                         sums[name] = sums.get(name, zero) + value.detach().cpu().double() * len(index)
                     recent_losses.append(terms["loss"].detach())
                 progress.step, progress.images_seen = step + 1, progress.images_seen + len(batch)
-                if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
+                progress.steps_done += 1
+                ends_here = progress.step == steps_per_epoch or length.done(progress.steps_done, seconds)
+                if len(recent_losses) == NAN_CHECK_EVERY or ends_here:
                     check_finite(recent_losses, epoch, progress.step, session)
                     recent_losses = []
                     seen = min(progress.step * batch_size, n)
                     bar.set_postfix({k: f"{v.item() / seen * cluster.world_size:.4g}" for k, v in sums.items()},
                                     refresh=False)
                 bar.update(len(batch))
-                if cluster.agree(stop["signal"] is not None):
+                seconds, stopping = cluster.maximum([time.perf_counter() - clock_zero, float(stop["signal"] is not None)])
+                if stopping:
                     check_finite(recent_losses, epoch, progress.step, session)
                     bar.close()
                     progress.sums = {k: v.item() for k, v in sums.items()}
                     progress.epoch_seconds += time.perf_counter() - started
+                    progress.elapsed_seconds = seconds
                     session.save(progress, history=None)
                     raise TrainingInterrupted(session.folder.final, progress)
+                if length.done(progress.steps_done, seconds):
+                    check_finite(recent_losses, epoch, progress.step, session)
+                    break  # the last epoch, cut short by the steps or the budget
             bar.close()
+            if progress.step == first_step:  # the budget ran out as the epoch began: nothing to record
+                break
 
-            seconds = progress.epoch_seconds + time.perf_counter() - started
+            epoch_images = min(progress.step * batch_size, n)
+            step_seconds = progress.epoch_seconds + time.perf_counter() - started
             names = sorted(sums)
             totals = cluster.sum(torch.stack([sums[k] for k in names])).tolist()
-            train_means = {k: total / n for k, total in zip(names, totals)}
+            train_means = {k: total / epoch_images for k, total in zip(names, totals)}
             progress = dataclasses.replace(progress, epoch=epoch, step=0, permutation=None, sums={},
-                                           train_seconds=progress.train_seconds + seconds)
+                                           train_seconds=progress.train_seconds + step_seconds)
             if cluster.is_main:
                 model.fit_prior(prior_x.to(session.device), config.train.eval_batch_size)
                 test = loss_terms(model, test_x, config.train.eval_batch_size)
-                history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(seconds, 3),
-                                "images_per_s": round(n / seconds, 1), "images_seen": progress.images_seen})
-                log.info("epoch %d/%d  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch,
-                         config.train.epochs, train_means["loss"], test["loss"],
+                history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(step_seconds, 3),
+                                "images": epoch_images, "images_per_s": round(epoch_images / step_seconds, 1),
+                                "images_seen": progress.images_seen, "steps": progress.steps_done})
+                log.info("epoch %s  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch_label(epoch, config),
+                         train_means["loss"], test["loss"],
                          f" (rec {test['reconstruction']:.4g} + kl {test['kl']:.4g})" if "kl" in test else "",
-                         seconds, n / seconds)
+                         step_seconds, epoch_images / step_seconds)
+            (seconds,) = cluster.maximum([time.perf_counter() - clock_zero])
+            progress.elapsed_seconds = seconds
             session.save(progress, history)
+    if config.train.time_budget is not None and cluster.is_main:
+        log.info("the %s budget took %d steps; `--steps %d` replays that count exactly", 
+                 format_duration(config.train.time_budget), progress.steps_done, progress.steps_done)
     return progress
+
+
+def epoch_label(epoch: int, config: RunConfig) -> str:
+    """'3/10' when the run is measured in epochs; '3' when steps or a time budget decide its length."""
+    if config.train.steps is None and config.train.time_budget is None:
+        return f"{epoch}/{config.train.epochs}"
+    return str(epoch)
 
 
 def check_finite(losses: list[torch.Tensor], epoch: int, last_step: int, session: Session) -> None:
@@ -304,7 +319,11 @@ def build_for_training(config: RunConfig, device: torch.device) -> torch.nn.Modu
 def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     device = resolve_device(config.train.device)
     cluster = join(device)
-    return rank_device(device, cluster), cluster, load_dataset(config.data.dataset, config.data.data_dir)
+    data = load_dataset(config.data.dataset, config.data.data_dir)
+    if not len(data.train_images) or not len(data.test_images):
+        raise VaelabError(f"{data.name} has {len(data.train_images)} training and {len(data.test_images)} test "
+                          f"images; training needs at least one of each")
+    return rank_device(device, cluster), cluster, data
 
 
 def on_main_first(cluster: Cluster, action) -> None:
@@ -321,11 +340,12 @@ def on_main_first(cluster: Cluster, action) -> None:
 
 def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> Path:
     """Train a new run into the folder `out` and return its path."""
-    config = validate(config)
+    config = check_config(config)
     check_levers(config.train.precision, config.train.lr_schedule)
     out = Path(out)
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
     device, cluster, data = start(config)
+    folder = RunFolder(out, out)  # rank 0 makes it a locked staging folder
     try:
         config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape},
                                 train={"precision": resolve_precision(config.train.precision, device)})
@@ -333,11 +353,9 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
         model = build_for_training(config, device)
         if cluster.rank:
             torch.manual_seed(noise_seed(config.train.seed, cluster.rank))
-        folder = RunFolder(out, out)
 
         def prepare():
             nonlocal folder
-            check_writable_folder(out)
             folder = RunFolder.staged(out)
             write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
                                               "versions": versions(), "device": str(device),
@@ -345,52 +363,70 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
 
         on_main_first(cluster, prepare)
         if cluster.is_main:
-            log.info("training %s (%s, latent %d) on %s for %d epochs on %s%s -> %s", config.model.model,
-                     config.model.arch, config.model.latent_dim, data.name, config.train.epochs, device,
+            log.info("training %s (%s, latent %d) on %s for %s on %s%s -> %s", config.model.model,
+                     config.model.arch, config.model.latent_dim, data.name,
+                     RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, 1).described,
+                     device,
                      f" x {cluster.world_size} processes" if cluster.distributed else "", out)
         session = Session(model, make_optimizer(model, config), data, config, folder, device, cluster,
                           torch.Generator().manual_seed(config.train.seed))
-        try:
-            if config.train.epochs == 0:
-                session.save(Progress(), [])
-            fit(session, Progress(), show_progress)
-        finally:
-            folder.discard()  # only does something when nothing was committed
+        if config.train.epochs == 0:
+            session.save(Progress(), [])
+        fit(session, Progress(), show_progress)
         return folder.final
     finally:
+        folder.close()  # removes the staging folder if nothing was committed; releases the lock
         leave(cluster)
 
 
-def resume(run_dir: str | Path, epochs: int | None = None, *, show_progress: bool = True) -> Path:
-    """Continue a run from its checkpoint, optionally to a new total number of epochs."""
+def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None = None,
+           time_budget: float | None = None, show_progress: bool = True) -> Path:
+    """Continue a run from its checkpoint, optionally with a new length: a total number of epochs, of
+    steps, or a time budget (the run's clock counts the time already spent)."""
     run_dir = Path(run_dir)
     config, raw = read_config(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
         raise VaelabError(f"{run_dir} has no {CHECKPOINT} to resume from")
-    if epochs is not None:
-        config = config.replace(train={"epochs": epochs})
-    config = validate(config)
+    if sum(x is not None for x in (epochs, steps, time_budget)) > 1:
+        raise VaelabError("give one new length for the resumed run: --epochs, --steps or --time-budget")
+    if epochs is not None or steps is not None or time_budget is not None:
+        config = config.replace(train={"epochs": config.train.epochs if epochs is None else epochs,
+                                       "steps": steps, "time_budget": time_budget})
+    config = check_config(config)
     check_levers(config.train.precision, config.train.lr_schedule)
     device, cluster, data = start(config)
+    folder = RunFolder(run_dir, run_dir)  # rank 0 locks it
     try:
         if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
             raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
                               f"(checksum mismatch); point --data-dir at the original files")
+
+        def prepare():
+            nonlocal folder
+            folder = RunFolder.existing(run_dir)
+            repair_derived(run_dir)
+
+        on_main_first(cluster, prepare)
         model = build_for_training(config, device)
         optimizer = make_optimizer(model, config)
-        progress, rng = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
-        if progress.epoch >= config.train.epochs and progress.step == 0:
-            log.info("%s already has %d of %d epochs; nothing to do (pass --epochs to train longer)",
-                     run_dir, progress.epoch, config.train.epochs)
+        progress, rng, record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer, len(data.train_images),
+                                                config.train.batch_size)
+        steps_per_epoch = math.ceil(len(data.train_images) / config.train.batch_size)
+        length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
+        if length.done(progress.steps_done, progress.elapsed_seconds) and progress.step == 0:
+            log.info("%s has already trained for %s (%d epochs, %d steps); nothing to do (pass --epochs, --steps "
+                     "or --time-budget to train longer)", run_dir, length.described, progress.epoch,
+                     progress.steps_done)
             return run_dir
-        session = Session(model, optimizer, data, config, RunFolder(run_dir, run_dir), device, cluster,
-                          torch.Generator())
+        changed = json.loads(json.dumps({**raw, **config.to_dict()}))  # as config.json holds it
+        session = Session(model, optimizer, data, config, folder, device, cluster, torch.Generator(),
+                          record.history, record.weights_sha256, changed if changed != raw else None)
         session.restore_rng(rng, progress.epoch)
-        on_main_first(cluster, lambda: write_json(run_dir / CONFIG, {**raw, **config.to_dict()}))
         if cluster.is_main:
-            log.info("resuming %s at epoch %d step %d, to %d epochs", run_dir, progress.epoch + 1, progress.step,
-                     config.train.epochs)
+            log.info("resuming %s at epoch %d step %d, to %s", run_dir, progress.epoch + 1, progress.step,
+                     length.described)
         fit(session, progress, show_progress)
         return run_dir
     finally:
+        folder.close()
         leave(cluster)

@@ -1,0 +1,28 @@
+"""The uninterrupted reference run that every fault test compares against (built once per session)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from faultkit import EPOCHS, Snapshot, continue_in_child, fault_config, train_in_child
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_data_dir, tmp_path_factory) -> list[Snapshot]:
+    """The uninterrupted run's state after 0, 1, ..., EPOCHS epochs (each epoch resumed from the last, which
+    the training tests show is bitwise the same as never stopping); [0] has no weights."""
+    root = tmp_path_factory.mktemp("reference")
+    run = root / "run"
+    snapshots = [Snapshot(None, [])]
+    for epochs in range(1, EPOCHS + 1):
+        child = continue_in_child(fault_config(tiny_data_dir, epochs), run, root / f"log{epochs}")
+        assert child.wait() == 0, child.stderr
+        copy = root / f"epoch{epochs}"
+        shutil.copytree(run, copy)
+        snapshots.append(Snapshot.of(copy))
+    straight = root / "straight"
+    child = train_in_child(fault_config(tiny_data_dir), straight, root / "log-straight")
+    assert child.wait() == 0, child.stderr
+    assert Snapshot.of(straight).same(snapshots[-1]), "resuming at epoch boundaries changed the result"
+    return snapshots
