@@ -115,7 +115,7 @@ def test_not_a_run_folder(tmp_path, capsys):
 
 
 def test_resume_refuses_other_settings(trained, capsys):
-    assert_one_line_error(capsys, "train", "--resume", trained, "--lr", "0.1", match="only --epochs may change")
+    assert_one_line_error(capsys, "train", "--resume", trained, "--lr", "0.1", match="only its length")
 
 
 def test_unwritable_or_occupied_output(trained, tiny_data_dir, tmp_path, capsys):
@@ -130,3 +130,15 @@ def test_unwritable_or_occupied_output(trained, tiny_data_dir, tmp_path, capsys)
 def test_usage_errors_are_one_line(capsys):
     assert_one_line_error(capsys, "train", "--no-such-flag", match="unrecognized arguments")
     assert_one_line_error(capsys, match="the following arguments are required: command")
+
+
+@pytest.mark.parametrize("args, match", [
+    (("--time-budget", "fast"), "not a duration"),
+    (("--time-budget", "0s"), "positive duration"),
+    (("--epochs", "3", "--steps", "4"), "--epochs and --steps both set"),
+    (("--steps", "0"), "steps must be at least 1"),
+])
+def test_bad_run_lengths(tiny_data_dir, tmp_path, capsys, args, match):
+    assert_one_line_error(capsys, "train", "--dataset", "mnist", "--data-dir", tiny_data_dir, "--arch", "mlp",
+                          *args, "--out", tmp_path / "run", match=match)
+    assert not (tmp_path / "run").exists()

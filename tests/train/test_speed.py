@@ -9,6 +9,7 @@ import vaelab
 from vaelab.models import build_model
 from vaelab.runs import read_config, read_metrics
 from vaelab.train import TrainingInterrupted, speed
+from vaelab.train.length import RunLength
 from vaelab.train.speed import WARMUP, autocast, native_bf16, set_learning_rate, warmup_cosine
 
 
@@ -32,12 +33,13 @@ def test_warmup_cosine_shape():
 def test_learning_rate_is_read_at_each_steps_midpoint():
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     rates = []
+    length = RunLength.of(epochs=1, steps=None, time_budget=None, steps_per_epoch=100)
     for step in range(100):
-        set_learning_rate(optimizer, 2e-3, "warmup-cosine", step, 100)
+        set_learning_rate(optimizer, 2e-3, "warmup-cosine", length.fraction(step, seconds=0.0))
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates[0] == pytest.approx(2e-3 * warmup_cosine(0.005)) and rates[0] > 0 and rates[-1] > 0
     assert max(rates) == pytest.approx(2e-3, rel=0.01) and rates.index(max(rates)) in (4, 5)
-    set_learning_rate(optimizer, 2e-3, "constant", 57, 100)
+    set_learning_rate(optimizer, 2e-3, "constant", length.fraction(57, seconds=0.0))
     assert optimizer.param_groups[0]["lr"] == 2e-3
 
 

@@ -41,11 +41,15 @@ class Cluster:
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when `flag` is true on any rank."""
+        return bool(self.maximum([1.0 if flag else 0.0])[0])
+
+    def maximum(self, values: list[float]) -> list[float]:
+        """Each value's maximum over the ranks: one shared clock and stop decision for all of them."""
         if not self.distributed:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.collective_device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.collective_device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.tolist()
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         if not self.distributed:

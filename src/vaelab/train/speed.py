@@ -76,10 +76,8 @@ def set_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.nn.M
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, schedule: str, step: int,
-                      total_steps: int) -> None:
-    """The learning rate for global step `step` (0-based) of a run of `total_steps`, read at the step's
-    midpoint so that neither the first nor the last step gets a zero rate."""
-    factor = SCHEDULES[schedule]((step + 0.5) / max(total_steps, 1))
+def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, schedule: str, fraction: float) -> None:
+    """The learning rate for a step `fraction` of the way through the run (see train/length.py)."""
+    factor = SCHEDULES[schedule](fraction)
     for group in optimizer.param_groups:
         group["lr"] = base_lr * factor
