@@ -27,11 +27,24 @@ def ae_and_images():
     return model, images[:300], images[300:]
 
 
-def quality(model, test_x, train_x):
+def quality(model, test_x, train_x, test_labels=None):
     judge = PixelJudge()
     real, _ = judge.outputs(test_x)
+    labels = torch.zeros(len(test_x), dtype=torch.long) if test_labels is None else test_labels
     with torch.no_grad():
-        return sample_quality(model, judge, real, model.encode(test_x), model.encode(train_x), batch_size=64)
+        return sample_quality(model, judge, real, model.encode(test_x), labels, model.encode(train_x),
+                              batch_size=64)
+
+
+def test_reconstruction_accuracy_is_the_judges_accuracy_on_reconstructions(ae_and_images):
+    model, test_x, train_x = ae_and_images
+    model.fit_prior(train_x)
+    with torch.no_grad():
+        labels = PixelJudge().outputs(model.reconstruct(test_x))[1].argmax(1)
+    assert quality(model, test_x, train_x, labels)["reconstruction_accuracy"] == 1.0
+    wrong = labels.clone()
+    wrong[: len(wrong) // 3] = (wrong[: len(wrong) // 3] + 1) % 10
+    assert quality(model, test_x, train_x, wrong)["reconstruction_accuracy"] == pytest.approx(2 / 3, abs=1e-9)
 
 
 def test_samples_from_the_codes_box_look_like_reconstructions_and_far_ones_do_not(ae_and_images):

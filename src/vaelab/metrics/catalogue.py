@@ -17,7 +17,7 @@ class Metric:
     name: str
     unit: str
     better: str  # "lower" | "higher"
-    flaw: int | None = None  # 1, 2, 3, or None for the likelihood
+    flaw: int | None = None  # 1, 2, 3, or None (the likelihood, how well trained)
     headline: bool = False
 
     @property
@@ -38,6 +38,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("likelihood", "neg_elbo", "negative ELBO", "nats/image", "lower"),
     Metric("likelihood", "iw_nll", "−log p(x), importance-weighted bound", "nats/image", "lower"),
     Metric("likelihood", "mse", "reconstruction MSE", "per pixel, pixels in [0, 1]", "lower"),
+    Metric("samples", "reconstruction_accuracy", "classifier accuracy on test reconstructions", "fraction",
+           "higher"),
     Metric("samples", "precision_vs_reconstructions", "share of random samples like its reconstructions",
            "fraction", "higher", 1, True),
     Metric("samples", "precision", "share of random samples on the real-image manifold", "fraction", "higher", 1),

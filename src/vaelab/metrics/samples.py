@@ -20,6 +20,9 @@ the decoder's mean image. Everything is judged by the reference classifier:
   classifier (Salimans et al. 2016): 1 when every sample gets the same class
   distribution, at most the number of classes when each sample is one class
   for sure and the classes are used evenly;
+- reconstruction accuracy (not a flaw: whether the model is trained at all): the
+  classifier's accuracy on the model's reconstructions of the test images, with
+  the test labels; the classifier's accuracy on the real test images is its ceiling;
 - confident fraction: of an even grid of codes over the sampled region, the
   share that decodes to an image the classifier gives one class with
   probability >= 0.9. Empty space between the codes shows up as a low share.
@@ -66,15 +69,16 @@ def confident_fraction(probabilities: torch.Tensor, threshold: float = CONFIDENT
 
 
 def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.Tensor, test_codes: torch.Tensor,
-                   train_codes: torch.Tensor, batch_size: int = 1000, seed: int = SAMPLE_SEED,
-                   grid_side: int = GRID_SIDE, real_radii: torch.Tensor | None = None) -> dict:
+                   test_labels: torch.Tensor, train_codes: torch.Tensor, batch_size: int = 1000,
+                   seed: int = SAMPLE_SEED, grid_side: int = GRID_SIDE, real_radii: torch.Tensor | None = None) -> dict:
     """Flaw 1's numbers for as many random samples of `model` as there are test images: judged against the
     model's reconstructions (its decodes at the test images' codes), and against the features of the real test
     images (and their k-NN radii, computed here when not given); `train_codes` are codes of training images."""
     n = len(test_codes)
     generator = torch.Generator(model.code_low.device).manual_seed(seed)
     features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
-    reconstructions, _ = classifier.outputs(decode_all(model, test_codes, batch_size))
+    reconstructions, reconstruction_probabilities = classifier.outputs(decode_all(model, test_codes, batch_size))
+    recognised = reconstruction_probabilities.argmax(1) == test_labels.to(reconstruction_probabilities.device)
     at_codes, _ = classifier.outputs(decode_all(model, train_codes[:n], batch_size))
     reconstruction_radii = knn_radii(reconstructions)
     grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
@@ -82,6 +86,7 @@ def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.
     return {"precision_vs_reconstructions": manifold_precision(features, reconstructions, reconstruction_radii),
             "precision_at_codes": manifold_precision(at_codes, reconstructions, reconstruction_radii),
             "precision": manifold_precision(features, real_features, real_radii),
+            "reconstruction_accuracy": recognised.double().mean().item(),
             "fid": frechet_between(features, real_features), "top_probability": top_probability(probabilities),
             "classifier_score": classifier_score(probabilities),
             "confident_fraction": confident_fraction(grid_probabilities), "n_samples": n, "grid_points": len(grid)}

@@ -78,7 +78,8 @@ def run_metrics(model, data: ImageData, pixels: str, ref: Reference, iw_samples:
     reference_codes = encode_all(model, reference_x, batch_size)
     return {
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
-        "samples": sample_quality(model, ref.classifier, ref.real_features, codes, reference_codes, batch_size,
+        "samples": sample_quality(model, ref.classifier, ref.real_features, codes, data.test_labels, reference_codes,
+                                  batch_size,
                                   real_radii=ref.real_radii),
         "latent": latent_metrics(codes, data.test_labels, reference_codes, data.train_labels[:KNN_REFERENCE_IMAGES]),
     }

@@ -45,7 +45,7 @@ def format_value(value: float | None) -> str:
 def measures(metric: Metric) -> str:
     """The table's first column: what the metric measures, and whether it decides the flaw's verdict."""
     if metric.flaw is None:
-        return "likelihood"
+        return "likelihood" if metric.section == "likelihood" else "how well trained"
     return f"flaw {metric.flaw}, headline" if metric.headline else f"flaw {metric.flaw}"
 
 
