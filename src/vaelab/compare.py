@@ -29,7 +29,7 @@ from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
 from vaelab.report import build_view, render, render_html, render_markdown, verdicts
-from vaelab.runs import atomic_write, load, read_config, read_metrics, write_json
+from vaelab.runs import RunLock, atomic_write, clean_leftovers, load, read_config, read_metrics, write_json
 from vaelab.train import train
 from vaelab.train.loop import resolve_device, versions
 
@@ -89,23 +89,35 @@ def resolve_dataset(dataset: str | None, data_dir: str | None) -> tuple[str, int
 
 @contextlib.contextmanager
 def staged_folder(out: Path):
-    """A hidden folder beside `out` that becomes `out` only when the block finishes without error."""
+    """A hidden folder beside `out` that becomes `out` only when the block finishes without error; one study
+    writes `out` at a time (RunLock), and the staging folders of killed studies are removed first."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise VaelabError(f"{out} already exists and is not empty; choose another --out or remove it")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
     except OSError as exc:
         raise VaelabError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    lock = RunLock(out)
+    lock.acquire()
     try:
+        clean_leftovers(out, lock)
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+        except OSError as exc:
+            raise VaelabError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
         yield staging
-        if out.exists():
-            out.rmdir()  # an empty folder made beforehand
-        os.replace(staging, out)
+        try:
+            if out.exists():
+                out.rmdir()  # an empty folder made beforehand
+            os.replace(staging, out)
+        except OSError as exc:
+            raise VaelabError(f"cannot create {out} ({exc.strerror or exc}): something else wrote there "
+                              f"meanwhile") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        lock.release()
 
 
 def run_labels(run_dirs: list[Path], models: list[str]) -> list[str]:

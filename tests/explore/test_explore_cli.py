@@ -40,11 +40,16 @@ def no_serving(monkeypatch):
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: sockets[0].close())
 
 
-def test_a_non_loopback_host_is_served_with_a_warning(explore_runs, no_serving, capsys):
+def test_a_non_loopback_host_gets_a_token_and_a_warning(explore_runs, no_serving, capsys):
+    """Off loopback a token is made up and printed in the URL (the only way in); a given one is used."""
     assert main(["explore", str(explore_runs["vae"]), "--host", "0.0.0.0", "--port", "0"]) == 0
     out, err = capsys.readouterr()
-    assert re.search(r"serving 1 run\(s\) at http://0\.0\.0\.0:\d+", out)
+    assert re.search(r"serving 1 run\(s\) at http://0\.0\.0\.0:\d+/\?token=[\w-]{24} ", out)
     assert "warning: 0.0.0.0 is not a loopback address" in err
+    assert main(["explore", str(explore_runs["vae"]), "--host", "0.0.0.0", "--port", "0", "--token", "my-secret"]) == 0
+    assert "/?token=my-secret " in capsys.readouterr().out
+    assert main(["explore", str(explore_runs["vae"]), "--port", "0", "--token", "short"]) == 2
+    assert capsys.readouterr().err == "vaelab: error: --token must be at least 8 printable characters without spaces\n"
 
 
 def test_loopback_is_served_without_a_warning(explore_runs, no_serving, capsys):

@@ -24,8 +24,10 @@ from vaelab.cli import main as cli_main
 from vaelab.errors import VaelabError
 from vaelab.runs import FAULT_ENV, is_run, read_metrics, read_record
 
-EPOCHS = 3
+EPOCHS = 2  # the first epoch (a new run's first commit) and a later one, which is also the last
 TIMING = ("seconds", "images_per_s")  # wall-clock fields: the only ones allowed to differ between runs
+# Adam's first construction imports torch._dynamo (seconds of CPU): do it once here, not in every forked child
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
 def fault_config(data_dir: Path, epochs: int = EPOCHS):
@@ -159,3 +161,21 @@ def leftovers(run: Path) -> list[str]:
     if run.is_dir():
         found += [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     return found
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """The CLI in this process: exit code, stdout, stderr."""
+    try:
+        code = cli_main([*map(str, args)])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, *args, match: str) -> str:
+    """Exit 2 and exactly one line on stderr, `vaelab: error: ...` containing `match`, no traceback."""
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("vaelab: error: ") and match in err, err
+    return err

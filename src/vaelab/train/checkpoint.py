@@ -85,8 +85,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
                                     n_train, batch_size)
         optim_state = checked_optimizer_state(tensors, json.loads(metadata["param_groups"]), optimizer)
         rng = checked_rng({k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VaelabError(f"{path} is inconsistent ({str(exc).strip(chr(39))[:200]}); it cannot be resumed") from None
+    except KeyError as exc:
+        raise VaelabError(f"{path} is inconsistent (no {exc.args[0]!r} entry); it cannot be resumed") from None
+    except (TypeError, ValueError) as exc:
+        raise VaelabError(f"{path} is inconsistent ({str(exc)[:200]}); it cannot be resumed") from None
     model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
     optimizer.load_state_dict(optim_state)
     return progress, rng, record
