@@ -220,11 +220,13 @@ def os_error(exc: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = None
     try:
-        return run(argv)
+        code = run(argv)
+        return code
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, handler in previous.items():  # once interrupted the process is exiting: later signals are ignored
+            signal.signal(s, signal.SIG_IGN if code == EXIT_INTERRUPTED else handler)
 
 
 def run(argv: list[str] | None) -> int:
@@ -246,7 +248,8 @@ def run(argv: list[str] | None) -> int:
         say(f"vaelab: error: {os_error(exc)}")
         return EXIT_USAGE
     except TrainingInterrupted as exc:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a second Ctrl-C changes nothing
+        for s in (signal.SIGINT, signal.SIGTERM):  # the checkpoint is saved: a second signal changes nothing
+            signal.signal(s, signal.SIG_IGN)
         say(f"vaelab: {exc}")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:

@@ -96,6 +96,11 @@ def test_one_client_cannot_take_every_worker(explore_runs, find_classifier):
 
     run.decode = slow_decode
 
+    async def until(condition, seconds: float = 15):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def scenario():
         def client(address):
             return httpx.AsyncClient(transport=httpx.ASGITransport(app, client=(address, 1234)),
@@ -104,13 +109,11 @@ def test_one_client_cannot_take_every_worker(explore_runs, find_classifier):
         async with client("10.0.0.1") as greedy, client("10.0.0.2") as other:
             flood = [asyncio.create_task(greedy.post("/api/runs/vae/decode", json={"z": [[i, 0]], "format": "raw"}))
                      for i in range(6)]
-            await asyncio.sleep(0.5)
+            await until(lambda: running["now"] == MAX_WORK_PER_CLIENT)
+            await asyncio.sleep(0.3)  # time for a third decode of the flood to start, if it could
             assert running["now"] == MAX_WORK_PER_CLIENT
             polite = asyncio.create_task(other.post("/api/runs/vae/decode", json={"z": [[0, 1]], "format": "raw"}))
-            for _ in range(50):
-                await asyncio.sleep(0.05)
-                if running["now"] == MAX_WORK_PER_CLIENT + 1:
-                    break
+            await until(lambda: running["now"] == MAX_WORK_PER_CLIENT + 1)
             assert running["now"] == MAX_WORK_PER_CLIENT + 1, "the second client waited behind the first"
             gate.set()
             responses = await asyncio.gather(*flood, polite)
