@@ -12,6 +12,7 @@ import pytest
 from faultkit import Snapshot, assert_one_line_error, cli_args, cli_in_child, fork, leftovers, run_cli
 
 import vaelab
+from vaelab.compare import staged_folder
 from vaelab.data.idx import write_idx
 from vaelab.models.vae import VAE
 from vaelab.runs import RunFolder, RunLock, read_metrics
@@ -188,3 +189,16 @@ def test_zero_images_and_impossible_settings(tiny_data_dir, tmp_path, capsys):
     err = assert_one_line_error(capsys, "train", "--epochs", "ten", match="invalid int value")
     assert err.startswith("vaelab: error: argument --epochs")  # not `vaelab train: error:`
     assert not out.exists()
+
+
+def test_compare_removes_the_staging_folder_of_a_killed_study(tmp_path, caplog):
+    dead = fork(lambda: 0, tmp_path.parent / "dead.log")
+    dead.wait()
+    stale = tmp_path / f".study.partial-{dead.pid}"
+    (stale / "runs").mkdir(parents=True)
+    alive = tmp_path / f".study.partial-{os.getppid()}"  # a live process's staging is never touched
+    alive.mkdir()
+    with staged_folder(tmp_path / "study") as folder:
+        (folder / "report.md").write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "study"])
+    assert f"removed 1 leftover(s) of killed vaelab process(es) {dead.pid}: {stale.name}" in caplog.text
