@@ -111,7 +111,8 @@ def preset(name: str) -> RunConfig:
     return RunConfig().replace(**PRESETS[name])
 
 
-# Upper bounds: far above any sensible run, low enough that a typo (latent_dim 10^12) fails here, not in a 2 PB allocation.
+# Upper bounds: far above any sensible run, low enough that a typo (latent_dim 10^12) fails here,
+# not in a 2 PB allocation.
 MAX_LATENT_DIM = 4096
 MAX_IMAGE_SIDE = 4096
 MAX_CHANNELS = 4

@@ -211,9 +211,11 @@ def raw_exchange(address, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-RAW = [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n", b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X: y\r\n" * 5000
-       + b"\r\n", b"POST /api/runs/vae/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-       b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+RAW = [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n",
+       b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n",
+       b"POST /api/runs/vae/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+       b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+       b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello
        b"POST /api/runs/vae/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"z\":",
        b"GET /api/runs HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
        b"POST /api/runs/vae/decode HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n{}",

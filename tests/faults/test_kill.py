@@ -10,10 +10,6 @@ import signal
 import time
 
 import pytest
-
-import vaelab
-from vaelab.models.vae import VAE
-
 from faultkit import (
     EPOCHS,
     Snapshot,
@@ -26,6 +22,9 @@ from faultkit import (
     leftovers,
     train_in_child,
 )
+
+import vaelab
+from vaelab.models.vae import VAE
 
 FILES = ("checkpoint.safetensors", "model.safetensors", "metrics.jsonl")
 PHASES = ("before", "during", "after")
