@@ -4,18 +4,21 @@ one-line error (exit 2) that changes nothing, found before anything is built or 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
+import time
 
 import pytest
 import torch
-from faultkit import assert_one_line_error, fault_config, run_cli, untimed
+from faultkit import assert_one_line_error, fault_config, fork, run_cli, untimed
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import vaelab
 from vaelab.models.vae import VAE
-from vaelab.runs import read_metrics, render_metrics, tensors_sha256
+from vaelab.runs import RunLock, read_metrics, render_metrics, tensors_sha256
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +259,19 @@ def test_nan_weights_are_refused_at_start_up(run, capsys):
     (run / "model.safetensors").unlink()
     assert_one_line_error(capsys, "explore", run, "--port", "0", match="holds NaN or infinite values")
     assert_one_line_error(capsys, "evaluate", run, match="holds NaN or infinite values")
+
+
+def test_a_reader_never_writes_while_a_trainer_holds_the_run(run):
+    """While another process holds the lock, a reader uses the checkpoint's copy and leaves the files alone."""
+    torn = (run / "metrics.jsonl").read_bytes()[:-20]
+    (run / "metrics.jsonl").write_bytes(torn)
+    (run / "model.safetensors").unlink()
+    ready = os.pipe()
+    holder = fork(lambda: (RunLock(run).acquire(), os.write(ready[1], b"!"), time.sleep(60)), run.parent / "lock.log")
+    try:
+        assert os.read(ready[0], 1) == b"!"
+        assert len(read_metrics(run)) == 1 and vaelab.load(run) is not None
+        assert (run / "metrics.jsonl").read_bytes() == torn and not (run / "model.safetensors").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()

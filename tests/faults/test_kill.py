@@ -131,3 +131,13 @@ def test_a_signal_at_start_up_exits_130_and_leaves_nothing(fault, tiny_data_dir,
     assert child.stderr == "vaelab: interrupted\n"
     assert list(tmp_path.iterdir()) == [tmp_path / "cli.log"], "the start-up left files behind"
     resume_and_compare(run, tmp_path, fault_config(tiny_data_dir), reference)
+
+
+def test_sigkill_while_the_resume_repairs_the_folder(tiny_data_dir, tmp_path, reference):
+    """Killed after epoch 2's commit, before its weights; the resume that rewrites them is killed halfway too."""
+    config, run = fault_config(tiny_data_dir), tmp_path / "run"
+    assert train_in_child(config, run, tmp_path / "train.log", fault="model.safetensors:before@2").wait() == -9
+    repair = continue_in_child(config, run, tmp_path / "repair.log", fault="model.safetensors:during@1")
+    assert repair.wait() == -signal.SIGKILL, repair.stderr
+    assert finished_epochs(run, tmp_path, reference) == EPOCHS
+    resume_and_compare(run, tmp_path, config, reference)
