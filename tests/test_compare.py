@@ -14,9 +14,12 @@ import torch
 import vaelab
 from tests.conftest import write_idx_dataset
 from vaelab.cli import main
-from vaelab.compare import study_configs
+from vaelab.compare import aggregate, split_budget, study_budget, study_configs
+from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference_classifier
+from vaelab.metrics.catalogue import headline
 from vaelab.report.figures import FIGURES
+from vaelab.report.summary import seed_verdict
 
 TINY_CLASSIFIER = Recipe(epochs=0, min_images=512, batch_size=64)
 BASE_FIGURES = {"scatter", "posteriors", "samples", "grid", "reconstructions", "histograms", "training"}
@@ -65,19 +68,22 @@ def assert_one_line_error(capsys, *args, match: str, out: Path):
     assert not list(out.parent.glob(f".{out.name}.partial-*")), "a staging folder was left behind"
 
 
-@pytest.mark.parametrize("n_train,options,epochs", [
-    (60_000, {}, 3),  # full MNIST: the preset's 3 epochs are 180,000 images
-    (4_000, {}, 15),  # the sample: epochs rise until each model sees 60,000 images
-    (4_000, {"epochs": 2}, 2),  # an explicit --epochs wins
+@pytest.mark.parametrize("n_train,options,budget,epochs", [
+    (60_000, {}, 225.0, None),  # full MNIST: 3m45s of training
+    (4_000, {}, study_budget(4_000), None),  # the sample: about 2 min
+    (4_000, {"epochs": 2}, None, 2),  # an explicit --epochs wins over the budget
 ])
-def test_fast_study_trains_long_enough_on_small_data(n_train, options, epochs):
-    configs = study_configs("fast", {"dataset": "mnist", **options}, n_train)
+def test_fast_study_trains_the_mlp_for_a_time_budget(n_train, options, budget, epochs):
+    configs = dict(study_configs("fast", {"dataset": "mnist", **options}, n_train))
     assert list(configs) == ["ae", "vae"]
     assert [c.model.model for c in configs.values()] == ["ae", "vae"]
-    assert all(c.train.epochs == epochs and c.train.precision == "auto" for c in configs.values())
-    assert all((c.train.batch_size, c.train.lr) == (32, 5e-4) for c in configs.values())
-    book = study_configs("book", {"dataset": "mnist"}, n_train)["vae"].train
-    assert (book.batch_size, book.lr, book.precision, book.lr_schedule) == (32, 5e-4, "fp32", "constant")
+    assert all(c.train.time_budget == budget for c in configs.values())
+    assert epochs is None or all(c.train.epochs == epochs for c in configs.values())
+    assert all((c.model.arch, c.train.batch_size, c.train.lr, c.train.lr_schedule) == ("mlp", 128, 2e-3,
+               "warmup-cosine") for c in configs.values())
+    book = dict(study_configs("book", {"dataset": "mnist"}, n_train))["vae"]
+    assert (book.model.arch, book.train.batch_size, book.train.lr, book.train.precision, book.train.lr_schedule,
+            book.train.time_budget) == ("conv", 32, 5e-4, "fp32", "constant", None)
 
 
 def test_report_folder(report):
@@ -271,3 +277,59 @@ def test_report_renders_in_headless_chromium(report, tmp_path_factory):
     assert not broken, f"broken images: {broken}"
     assert all(url.startswith(("file:", "data:")) for url in requests), requests  # nothing fetched from a network
     assert shot.stat().st_size > 10_000
+
+
+# --- seeds, time budgets, overwriting ------------------------------------------------------------------
+def test_seeds_report_mean_and_spread_and_keep_every_seed(digits, tmp_path, tiny_classifier):
+    out = tiny_compare(digits, tmp_path / "seeds", seeds=2, seed=5, epochs=1)
+    study = json.loads((out / "metrics.json").read_text())
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["ae-seed5", "ae-seed6", "vae-seed5", "vae-seed6"]
+    for run in study["runs"]:
+        assert [s["seed"] for s in run["seeds"]] == [5, 6]
+        per_seed = [s["metrics"]["latent"]["knn_accuracy"] for s in run["seeds"]]
+        assert run["metrics"]["latent"]["knn_accuracy"] == pytest.approx(sum(per_seed) / 2)
+        assert run["spread"]["latent"]["knn_accuracy"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    assert all(v["seeds"] is None or v["seeds"].endswith("/2 seeds") for v in study["verdicts"])
+    assert "±" in (out / "report.md").read_text()
+
+
+def test_aggregate_is_the_mean_and_standard_deviation_of_each_number():
+    mean, spread = aggregate([{"a": {"x": 1.0, "n": 3}, "name": "p"}, {"a": {"x": 3.0, "n": 3}, "name": "q"}])
+    assert mean == {"a": {"x": 2.0, "n": 3}, "name": "p"}
+    assert spread["a"]["x"] == pytest.approx(2 ** 0.5) and spread["a"]["n"] == 0
+
+
+def test_a_seed_verdict_needs_a_difference_beyond_the_spread():
+    kl = headline(2)  # lower is better
+    clear = seed_verdict(kl, [[10.0, 12.0, 11.0], [0.1, 0.2, 0.1]], ["AE", "VAE"])
+    assert clear[0] == 1 and clear[1] == "3/3 seeds"
+    mixed = seed_verdict(kl, [[1.0, 3.0, 2.0], [2.5, 1.5, 1.8]], ["AE", "VAE"])
+    assert mixed[0] is None and "beyond the seeds' spread" in mixed[2]
+
+
+def test_time_budget_is_the_studys_and_is_shared_out_over_waves():
+    configs = study_configs("fast", {"time_budget": 600.0}, n_train=60_000, seeds=3)
+    assert [name for name, _ in configs] == ["ae-seed0", "vae-seed0", "ae-seed1", "vae-seed1", "ae-seed2", "vae-seed2"]
+    assert {c.train.time_budget for _, c in split_budget(configs, processes=2)} == {200.0}
+    default = study_configs("fast", {}, n_train=4_000)
+    assert default[0][1].train.time_budget == study_budget(4_000) and study_budget(60_000) == 225.0
+    assert study_configs("fast", {"epochs": 3}, n_train=60_000)[0][1].train.time_budget is None
+    with pytest.raises(VaelabError, match="give one"):
+        study_configs("fast", {"epochs": 3, "time_budget": 60.0}, n_train=60_000)
+
+
+def test_overwrite_replaces_only_a_report(report, tmp_path, capsys, tiny_classifier):
+    runs = ("--runs", report / "runs" / "ae", report / "runs" / "vae")
+    out = tmp_path / "again"
+    assert run_cli(capsys, "-q", "compare", *runs, "--out", out)[0] == 0
+    (out / "stale.txt").write_text("from the old report")
+    code, _, err = run_cli(capsys, "-q", "compare", *runs, "--out", out, "--overwrite")
+    assert code == 0, err
+    assert (out / "report.html").is_file() and not (out / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] in ([], [".again.lock"])
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a report")
+    assert_one_line_error(capsys, "compare", *runs, "--out", other, "--overwrite", match="holds no vaelab report",
+                          out=other / "report.html")
+    assert (other / "notes.txt").exists()

@@ -27,10 +27,10 @@ def metrics_table(study: dict) -> str:
     labels = [run["label"] for run in study["runs"]]
     head = "".join(f"<th>{escape(label)}</th>" for label in labels)
     body = []
-    for row in table([run["metrics"] for run in study["runs"]]):
+    for row in table([run["metrics"] for run in study["runs"]], [run.get("spread") for run in study["runs"]]):
         m = row.metric
-        cells = "".join(f'<td class="num{" best" if row.best == i else ""}">{escape(format_value(v))}</td>'
-                        for i, v in enumerate(row.values))
+        cells = "".join(f'<td class="num{" best" if row.best == i else ""}">{escape(row.text(i))}</td>'
+                        for i in range(len(row.values)))
         body.append(f"<tr><td>{escape(measures(m))}</td><td>{escape(m.name)}</td><td>{m.arrow}</td>{cells}"
                     f"<td class=muted>{escape(m.unit)}</td></tr>")
     return (f"<table><thead><tr><th>measures</th><th>metric</th><th>better</th>{head}<th>unit</th></tr></thead>"

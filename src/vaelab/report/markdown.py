@@ -21,9 +21,9 @@ def render_markdown(study: dict, figures: list[RenderedFigure], figure_folder: s
     lines += [f"- {v['sentence']}" for v in study["verdicts"]]
     lines += ["", "## Metrics", "", "| measures | metric | better | " + " | ".join(map(cell, labels)) + " | unit |",
               "|---|---|---|" + "---:|" * len(labels) + "---|"]
-    for row in table([run["metrics"] for run in study["runs"]]):
+    for row in table([run["metrics"] for run in study["runs"]], [run.get("spread") for run in study["runs"]]):
         m = row.metric
-        values = [f"**{format_value(v)}**" if row.best == i else format_value(v) for i, v in enumerate(row.values)]
+        values = [f"**{row.text(i)}**" if row.best == i else row.text(i) for i in range(len(row.values))]
         lines.append(f"| {measures(m)} | {cell(m.name)} | {m.arrow} | "
                      + " | ".join(values) + f" | {cell(m.unit)} |")
     lines += ["", "↓ lower is better, ↑ higher is better, the better value in bold; — : not defined for the model. "

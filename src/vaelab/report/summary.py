@@ -6,6 +6,7 @@ Both report.html and report.md are built from these, so they always agree.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
@@ -54,17 +55,26 @@ class Row:
     metric: Metric
     values: list[float | None]
     best: int | None  # index of the better run, None for a tie or when a value is missing
+    spreads: list[float | None]  # standard deviations over seeds, None for a single seed
+
+    def text(self, index: int) -> str:
+        """The cell: the value, with ± its standard deviation over seeds where there are several."""
+        spread = self.spreads[index]
+        return format_value(self.values[index]) + (f" ± {format_value(spread)}" if spread is not None else "")
 
 
-def table(run_metrics: list[dict]) -> list[Row]:
-    """One row per catalogued metric that at least one run has."""
+def table(run_metrics: list[dict], run_spreads: list[dict | None] | None = None) -> list[Row]:
+    """One row per catalogued metric that at least one run has; `run_spreads` are the runs' standard
+    deviations over seeds (None for a run of one seed)."""
+    run_spreads = run_spreads or [None] * len(run_metrics)
     rows = []
     for metric in CATALOGUE:
         values = [metric.value(m) for m in run_metrics]
         if all(v is None for v in values):
             continue
         best = metric.best(*values) if len(values) == 2 and None not in values else None
-        rows.append(Row(metric, values, best))
+        spreads = [metric.value(s) if s else None for s in run_spreads]
+        rows.append(Row(metric, values, best, spreads))
     return rows
 
 
@@ -73,26 +83,56 @@ class Verdict:
     flaw: int
     problem: str
     metric: str  # the headline metric's key
-    better: str | None  # the better run's label, None for a tie
+    better: str | None  # the better run's label, None for a tie or a difference within the seeds' spread
     sentence: str
+    seeds: str | None = None  # "3/3 seeds": in how many seeds the better run was ahead (several seeds only)
     plain: str = field(init=False)  # the verdict in plain words, for the top of the report
 
     def __post_init__(self):
         outcome = f"the {self.better} is better" if self.better else "no clear difference"
+        if self.better and self.seeds:
+            outcome += f", {self.seeds}"
         object.__setattr__(self, "plain", f"Flaw {self.flaw} ({self.problem}): {outcome}.")
 
 
-def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float) -> list[Verdict]:
-    """One sentence per flaw: each run's evidence, then which run the headline metric favours."""
+def seed_verdict(metric: Metric, per_seed: list[list[float]], labels: list[str]) -> tuple[int | None, str, str]:
+    """(better run or None, "k/n seeds", the reason) over several seeds: a run is better only when the
+    difference of the two means exceeds the sum of their standard deviations, the seed-to-seed spread."""
+    means = [statistics.fmean(values) for values in per_seed]
+    spread = sum(statistics.stdev(values) for values in per_seed)
+    best = metric.best(*means)
+    if best is None:
+        return None, "", f"{metric.name} is the same on average"
+    wins = sum(metric.best(a, b) == best for a, b in zip(*per_seed))
+    count = f"{wins}/{len(per_seed[0])} seeds"
+    gap = abs(means[0] - means[1])
+    if gap <= spread:
+        return None, count, (f"{metric.name} does not separate the runs beyond the seeds' spread (difference of the "
+                             f"means {gap:.3g} ≤ {spread:.3g}, the sum of their standard deviations; the "
+                             f"{labels[best]} was ahead in {count})")
+    return best, count, (f"difference of the means {gap:.3g} > {spread:.3g}, the sum of their standard deviations; "
+                         f"ahead in {count}")
+
+
+def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float,
+             seed_metrics: list[list[dict]] | None = None) -> list[Verdict]:
+    """One sentence per flaw: each run's evidence, then which run the headline metric favours. `run_metrics`
+    are the runs' (mean) metrics; with several seeds per run (`seed_metrics`) a run wins a flaw only when the
+    difference exceeds the seeds' spread."""
+    several = seed_metrics is not None and len(seed_metrics) == 2 and min(map(len, seed_metrics)) > 1
     result = []
     for flaw, problem in FLAWS.items():
         metric = headline(flaw)
         evidence = "; ".join(f"for the {label}, {EVIDENCE[flaw].format(**m)}" for label, m in zip(labels, run_metrics))
         best = metric.best(*(metric.value(m) for m in run_metrics)) if len(run_metrics) == 2 else None
+        count, reason = None, ""
+        if several:
+            best, count, reason = seed_verdict(metric, [[metric.value(m) for m in s] for s in seed_metrics], labels)
         better = labels[best] if best is not None else None
         conclusion = (f"by {metric.name} ({metric.better} is better) the {better} {BETTER_MEANS[flaw]}"
-                      if better else f"{metric.name} does not separate the runs")
+                      + (f" ({reason})" if reason else "") if better
+                      else reason or f"{metric.name} does not separate the runs")
         floor = f" (real training images on the real-image manifold: {real_precision:.0%})" if flaw == 1 else ""
         result.append(Verdict(flaw, problem, metric.key, better,
-                              f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}."))
+                              f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}.", count or None))
     return result

@@ -249,7 +249,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                     bar.set_postfix({k: f"{v.item() / seen * cluster.world_size:.4g}" for k, v in sums.items()},
                                     refresh=False)
                 bar.update(len(batch))
-                seconds, stopping = cluster.maximum([time.perf_counter() - clock_zero, float(stop["signal"] is not None)])
+                seconds, stopping = cluster.maximum([time.perf_counter() - clock_zero,
+                                                     float(stop["signal"] is not None)])
                 if stopping:
                     check_finite(recent_losses, epoch, progress.step, session)
                     bar.close()
@@ -286,7 +287,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             progress.elapsed_seconds = seconds
             session.save(progress, history)
     if config.train.time_budget is not None and cluster.is_main:
-        log.info("the %s budget took %d steps; `--steps %d` replays that count exactly", 
+        log.info("the %s budget took %d steps; `--steps %d` replays that count exactly",
                  format_duration(config.train.time_budget), progress.steps_done, progress.steps_done)
     return progress
 

@@ -1,0 +1,40 @@
+"""Several runs at once: one single-threaded process per core, outcomes and errors carried back."""
+
+import pytest
+import torch
+from test_training import assert_same_weights, tiny_config
+
+import vaelab
+from vaelab.errors import VaelabError
+from vaelab.train import parallel
+from vaelab.train.parallel import plan, train_many, waves
+
+
+def test_plan_gives_each_core_a_single_threaded_run(monkeypatch):
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+    cpu = torch.device("cpu")
+    assert plan(2, cpu) == (2, 1) and plan(6, cpu) == (2, 1)
+    assert plan(1, cpu)[0] == 1
+    monkeypatch.setattr(parallel, "available_cores", lambda: 8)
+    assert plan(2, cpu) == (2, 4) and plan(3, cpu) == (3, 2)
+    assert plan(4, torch.device("cuda")) == (1, torch.get_num_threads())  # one GPU: one run after another
+    assert [waves(n, 2) for n in (1, 2, 3, 6)] == [1, 1, 2, 3]
+
+
+def test_runs_in_worker_processes_equal_runs_in_this_one(tiny_data_dir, tmp_path):
+    config = tiny_config(tiny_data_dir, epochs=1)
+    jobs = [("a", config, tmp_path / "a"), ("b", config.replace(train={"seed": 8}), tmp_path / "b"),
+            ("c", config, tmp_path / "c")]
+    assert train_many(jobs, processes=2, threads=1) == [tmp_path / n for n in "abc"]
+    here = vaelab.train(config, tmp_path / "here", show_progress=False)
+    assert_same_weights(here, tmp_path / "a")
+    assert_same_weights(tmp_path / "a", tmp_path / "c")
+
+
+def test_a_workers_error_names_its_run_and_stops_the_others(tiny_data_dir, tmp_path):
+    good = tiny_config(tiny_data_dir, epochs=1)
+    bad = good.replace(data={"data_dir": str(tmp_path / "nowhere")})
+    with pytest.raises(VaelabError, match="^broken: "):
+        train_many([("fine", good, tmp_path / "fine"), ("broken", bad, tmp_path / "broken")], processes=2,
+                   threads=1)
+    assert not (tmp_path / "broken").exists()
