@@ -69,8 +69,8 @@ def assert_one_line_error(capsys, *args, match: str, out: Path):
 
 
 @pytest.mark.parametrize("n_train,options,budget,epochs", [
-    (60_000, {}, 225.0, None),  # full MNIST: 3m45s of training
-    (4_000, {}, study_budget(4_000), None),  # the sample: about 2 min
+    (60_000, {}, 240.0, None),  # full MNIST: 4m of training
+    (4_000, {}, study_budget(4_000), None),  # the sample: about 1m30s
     (4_000, {"epochs": 2}, None, 2),  # an explicit --epochs wins over the budget
 ])
 def test_fast_study_trains_the_mlp_for_a_time_budget(n_train, options, budget, epochs):
@@ -312,7 +312,7 @@ def test_time_budget_is_the_studys_and_is_shared_out_over_waves():
     assert [name for name, _ in configs] == ["ae-seed0", "vae-seed0", "ae-seed1", "vae-seed1", "ae-seed2", "vae-seed2"]
     assert {c.train.time_budget for _, c in split_budget(configs, processes=2)} == {200.0}
     default = study_configs("fast", {}, n_train=4_000)
-    assert default[0][1].train.time_budget == study_budget(4_000) and study_budget(60_000) == 225.0
+    assert default[0][1].train.time_budget == study_budget(4_000) and study_budget(60_000) == 240.0
     assert study_configs("fast", {"epochs": 3}, n_train=60_000)[0][1].train.time_budget is None
     with pytest.raises(VaelabError, match="give one"):
         study_configs("fast", {"epochs": 3, "time_budget": 60.0}, n_train=60_000)

