@@ -52,7 +52,7 @@ def build_parser() -> Parser:
     model.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     model.add_argument("--likelihood", help="gaussian (default) | bernoulli")
     model.add_argument("--r-loss-factor", type=float,
-                       help="gaussian: loss = factor * mean-pixel MSE (default 1000, the book's VAE)")
+                       help="gaussian: loss = factor * mean-pixel MSE (default: the book's, AE 1, VAE 1000)")
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, help="total epochs (default: 10)")
     opt.add_argument("--steps", type=int, help="train for exactly this many optimiser steps instead of epochs "

@@ -28,7 +28,9 @@ class ModelConfig:
     arch: str = "conv"  # conv (the book's network) | mlp
     latent_dim: int = 2
     likelihood: str = "gaussian"  # gaussian | bernoulli
-    r_loss_factor: float = 1000.0  # gaussian only: loss = r_loss_factor * mean-pixel MSE (+ KL)
+    # gaussian only: loss = r_loss_factor * mean-pixel MSE (+ KL); None: the model's own, as the book has it
+    # (the AE's plain MSE, r = 1; the VAE's r = 1000), resolved by `validate` and written to config.json
+    r_loss_factor: float | None = None
     image_shape: tuple[int, int, int] = (1, 28, 28)
 
 
@@ -159,6 +161,10 @@ def check_types(config: RunConfig) -> None:
 def validate(config: RunConfig) -> RunConfig:
     """Reject impossible settings with a message naming the setting (names are checked by the registries)."""
     check_types(config)
+    if config.model.r_loss_factor is None:
+        from vaelab.models.registry import default_r_loss_factor  # the registry imports this module
+
+        config = config.replace(model={"r_loss_factor": default_r_loss_factor(config.model.model)})
     m, t = config.model, config.train
     channels, height, width = m.image_shape
     checks = [

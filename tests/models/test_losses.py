@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaelab.config import ModelConfig
+from vaelab.config import ModelConfig, RunConfig, validate
 from vaelab.models import build_model, kl_to_standard_normal
 from vaelab.models.likelihoods import Bernoulli, Gaussian
 
@@ -72,3 +72,11 @@ def test_images_broadcast_over_leading_sample_dimensions(likelihood):
     x, logits = torch.bernoulli(torch.full((3, 1, 28, 28), 0.4)), torch.randn(4, 3, 1, 28, 28)
     copied = likelihood.reconstruction(logits.flatten(0, 1), x.repeat(4, 1, 1, 1)).view(4, 3)
     assert torch.equal(likelihood.reconstruction(logits, x), copied)
+
+
+def test_r_loss_factor_defaults_to_the_books_for_each_model():
+    for model, factor in (("ae", 1.0), ("vae", 1000.0)):
+        config = validate(RunConfig(model=ModelConfig(model=model)))
+        assert config.model.r_loss_factor == factor
+        assert build_model(ModelConfig(model=model, arch="mlp")).likelihood.r_loss_factor == factor
+    assert validate(RunConfig(model=ModelConfig(model="ae", r_loss_factor=7.0))).model.r_loss_factor == 7.0

@@ -54,3 +54,11 @@ def test_verdict_sentences_name_the_better_run_by_the_headline_alone():
 def test_format_value():
     assert format_value(None) == "—" and format_value(math.inf) == "∞" and format_value(3) == "3"
     assert format_value(0.123456) == "0.1235" and format_value(12345.6) == "1.235e+04"
+
+
+def test_flaw_1_says_why_real_images_disagree_with_the_headline():
+    agree = [metrics(0.4, 3.0, 9.0, real=0.3), metrics(0.9, 0.1, 2.0, real=0.6)]
+    assert "Against real images" not in verdicts(["AE", "VAE"], agree, 0.9)[0].sentence
+    disagree = [metrics(0.4, 3.0, 9.0, real=0.8), metrics(0.9, 0.1, 2.0, real=0.6)]
+    sentence = verdicts(["AE", "VAE"], disagree, 0.9)[0].sentence
+    assert "Against real images the AE's samples score higher (80% vs 60%)" in sentence

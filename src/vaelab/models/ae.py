@@ -28,12 +28,14 @@ class Posterior(NamedTuple):
 
 @register_model("ae")
 class Autoencoder(nn.Module):
+    default_r_loss_factor = 1.0  # the book's AE minimises the plain mean-pixel MSE
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.encoder, self.decoder = build_networks(
             config.arch, config.image_shape, self.encoder_outputs(config.latent_dim), config.latent_dim)
-        self.likelihood = build_likelihood(config.likelihood, math.prod(config.image_shape), config.r_loss_factor)
+        r_loss_factor = self.default_r_loss_factor if config.r_loss_factor is None else config.r_loss_factor
+        self.likelihood = build_likelihood(config.likelihood, math.prod(config.image_shape), r_loss_factor)
         self.register_buffer("code_low", torch.full((config.latent_dim,), -1.0))
         self.register_buffer("code_high", torch.full((config.latent_dim,), 1.0))
 

@@ -28,3 +28,12 @@ def build_model(config: ModelConfig):
     if config.model not in MODELS:
         raise VaelabError(f"unknown model {config.model!r}; choose from: {', '.join(MODELS)}")
     return MODELS[config.model](config)
+
+
+def default_r_loss_factor(name: str) -> float:
+    """The r_loss_factor a model gets when none is given (the book's: 1 for the AE, 1000 for the VAE); an
+    unknown name is reported by `build_model`."""
+    import vaelab.models.ae  # noqa: F401  (registers 'ae')
+    import vaelab.models.vae  # noqa: F401  (registers 'vae')
+
+    return MODELS[name].default_r_loss_factor if name in MODELS else 1000.0

@@ -22,6 +22,8 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
 
 @register_model("vae")
 class VAE(Autoencoder):
+    default_r_loss_factor = 1000.0  # the book's VAE: 1000 * mean-pixel MSE + KL
+
     @staticmethod
     def encoder_outputs(latent_dim: int) -> int:
         return 2 * latent_dim  # mean and log-variance from one linear head

@@ -133,6 +133,18 @@ def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float,
                       + (f" ({reason})" if reason else "") if better
                       else reason or f"{metric.name} does not separate the runs")
         floor = f" (real training images on the real-image manifold: {real_precision:.0%})" if flaw == 1 else ""
+        caveat = real_image_disagreement(labels, run_metrics, best) if flaw == 1 else ""
         result.append(Verdict(flaw, problem, metric.key, better,
-                              f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}.", count or None))
+                              f"Flaw {flaw}, {problem}: {evidence}{floor}. So {conclusion}.{caveat}", count or None))
     return result
+
+
+def real_image_disagreement(labels: list[str], run_metrics: list[dict], best: int | None) -> str:
+    """One plain sentence when precision against real images favours the other run than flaw 1's headline."""
+    real = [m.get("samples", {}).get("precision") for m in run_metrics]
+    if best is None or len(real) != 2 or None in real or real[1 - best] <= real[best]:
+        return ""
+    other = 1 - best
+    return (f" Against real images the {labels[other]}'s samples score higher ({real[other]:.0%} vs "
+            f"{real[best]:.0%}): that measure also rewards a sharp decoder, while the headline compares each model's "
+            f"samples with its own reconstructions, so how sharp a decoder is cancels out (docs/metrics.md).")

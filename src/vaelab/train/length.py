@@ -61,7 +61,7 @@ class RunLength:
         if time_budget is not None:
             return cls("seconds", time_budget, f"a {format_duration(time_budget)} time budget")
         if steps is not None:
-            return cls("steps", steps, f"{steps:,} steps")
+            return cls("steps", steps, f"{steps:,} step{'s' if steps != 1 else ''}")
         return cls("steps", epochs * steps_per_epoch, f"{epochs} epoch{'s' if epochs != 1 else ''}")
 
     def fraction(self, steps_done: int, seconds: float) -> float:

@@ -300,6 +300,10 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     return progress
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def epoch_label(epoch: int, config: RunConfig) -> str:
     """'3/10' when the run is measured in epochs; '3' when steps or a time budget decide its length."""
     if config.train.steps is None and config.train.time_budget is None:
@@ -424,9 +428,9 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
         steps_per_epoch = math.ceil(len(data.train_images) / config.train.batch_size)
         length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
         if length.done(progress.steps_done, progress.elapsed_seconds) and progress.step == 0:
-            log.info("%s has already trained for %s (%d epochs, %d steps); nothing to do (pass --epochs, --steps "
-                     "or --time-budget to train longer)", run_dir, length.described, progress.epoch,
-                     progress.steps_done)
+            log.info("%s has already trained for %s (%s, %s); nothing to do (pass --epochs, --steps or "
+                     "--time-budget to train longer)", run_dir, length.described, plural(progress.epoch, "epoch"),
+                     plural(progress.steps_done, "step"))
             return run_dir
         changed = json.loads(json.dumps({**raw, **config.to_dict()}))  # as config.json holds it
         session = Session(model, optimizer, data, config, folder, device, cluster, torch.Generator(),
