@@ -314,7 +314,8 @@ def compare(runs: list[str | Path] | None = None, out: str | Path = "compare", *
                      len(configs), ", ".join(name for name, _ in configs), processes, processes,
                      "es" if processes > 1 else "", threads, "s" if threads > 1 else "",
                      format_duration(length.time_budget) if length.time_budget else f"{length.epochs} epochs")
-            train_many([(name, config, folder / "runs" / name) for name, config in configs], processes, threads)
+            train_many([(name, config, folder / "runs" / name) for name, config in configs], processes, threads,
+                       show_progress)
             seconds["training"] = time.perf_counter() - started
             names = [name for name, _ in configs]
             groups = [[folder / "runs" / n for n in names[i::len(STUDY_RUNS)]] for i in range(len(STUDY_RUNS))]

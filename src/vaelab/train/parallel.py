@@ -44,13 +44,15 @@ def waves(runs: int, processes: int) -> int:
     return -(-runs // processes)
 
 
-def train_many(jobs: list[tuple[str, RunConfig, Path]], processes: int, threads: int) -> list[Path]:
+def train_many(jobs: list[tuple[str, RunConfig, Path]], processes: int, threads: int,
+               show_progress: bool = True) -> list[Path]:
     """Train (name, config, out) jobs, `processes` at a time; return the run folders in the jobs' order.
-    Ctrl-C stops every run with a checkpoint, as a single `vaelab train` does."""
+    Ctrl-C stops every run with a checkpoint, as a single `vaelab train` does. Worker processes log their
+    epochs, prefixed with the run's name, instead of drawing progress bars over each other."""
     from vaelab.train.loop import train
 
     if processes == 1:
-        return [train(config, out, show_progress=True) for _, config, out in jobs]
+        return [train(config, out, show_progress=show_progress) for _, config, out in jobs]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited thread pools or locks
     results = context.Queue()
     pending = list(enumerate(jobs))
