@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +328,11 @@ def test_overwrite_replaces_only_a_report(report, tmp_path, capsys, tiny_classif
     assert code == 0, err
     assert (out / "report.html").is_file() and not (out / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] in ([], [".again.lock"])
+    inside = ("--runs", out / "runs" / "ae", out / "runs" / "vae")
+    shutil.copytree(report / "runs", out / "runs")
+    assert_one_line_error(capsys, "compare", *inside, "--out", out, "--overwrite", match="would delete",
+                          out=tmp_path / "never")
+    assert (out / "runs" / "ae" / "checkpoint.safetensors").is_file()
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("not a report")

@@ -295,6 +295,9 @@ def compare(runs: list[str | Path] | None = None, out: str | Path = "compare", *
             raise VaelabError(f"--runs takes two run folders, got {len(runs)}")
         for run in runs:
             read_config(run)  # a missing or foreign folder fails now, before any work
+            if overwrite and Path(out).resolve() in Path(run).resolve().parents:
+                raise VaelabError(f"--overwrite would delete {run}, which lies inside the report {out} it replaces; "
+                                  f"copy the runs out first or choose another --out")
     configs, data = None, None
     if runs is None:
         data = resolve_dataset(dataset, data_dir)
