@@ -252,8 +252,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                     recent_losses.append(terms["loss"].detach())
                 progress.step, progress.images_seen = step + 1, progress.images_seen + len(batch)
                 progress.steps_done += 1
-                ends_here = progress.step == steps_per_epoch or length.done(progress.steps_done, seconds)
-                if len(recent_losses) == NAN_CHECK_EVERY or ends_here:
+                if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
                     check_finite(recent_losses, epoch, progress.step, session)
                     recent_losses = []
                     seen = min(progress.step * batch_size, n)
