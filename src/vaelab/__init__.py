@@ -7,6 +7,7 @@ The public API (the CLI calls only these):
     vaelab.evaluate("runs/vae")                      # add iw_samples=1000 for the study's metrics
     vaelab.compare(out="compare")                    # AE vs VAE: the three flaws -> compare/report.html
     model = vaelab.load("runs/vae"); z = model.encode(x); x2 = model.decode(z)
+    vaelab.export_onnx("runs/vae", "onnx/vae")       # encoder.onnx + decoder.onnx for other runtimes
 """
 
 __version__ = "0.1.0"
@@ -17,8 +18,9 @@ from vaelab.data import load_dataset  # noqa: E402
 from vaelab.errors import VaelabError  # noqa: E402
 from vaelab.evaluate import evaluate  # noqa: E402
 from vaelab.explore import explore  # noqa: E402
+from vaelab.export import export_onnx  # noqa: E402
 from vaelab.runs import load  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
 __all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "evaluate", "explore",
-           "load", "load_dataset", "preset", "resume", "train"]
+           "export_onnx", "load", "load_dataset", "preset", "resume", "train"]

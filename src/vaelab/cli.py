@@ -109,6 +109,12 @@ def build_parser() -> Parser:
                          help=f"importance samples for the VAE's likelihood bound (default: {IW_SAMPLES})")
     compare.set_defaults(handler=run_compare)
 
+    export = commands.add_parser("export", help="write a run's encoder and decoder as ONNX models (docs/export.md)")
+    export.add_argument("run", help="run folder")
+    export.add_argument("--onnx", required=True, metavar="OUT",
+                        help="new folder for encoder.onnx, decoder.onnx and model.json (dynamic batch)")
+    export.set_defaults(handler=run_export)
+
     explore = commands.add_parser("explore", help="serve a local web app to explore runs' latent spaces")
     explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), shown side by side")
     explore.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}; "
@@ -208,6 +214,10 @@ def run_compare(args: argparse.Namespace) -> None:
                             seeds=args.seeds, device=args.device, iw_samples=args.iw_samples,
                             overwrite=args.overwrite, show_progress=not args.quiet)
     print(report / "report.html")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    print(vaelab.export_onnx(args.run, args.onnx))
 
 
 def run_explore(args: argparse.Namespace) -> None:

@@ -71,8 +71,84 @@ def test_ae_samples_from_its_code_box():
 
 @pytest.mark.parametrize("field,value,message", [("model", "gan", "unknown model 'gan'; choose from: ae, vae"),
                                                  ("arch", "resnet",
-                                                  "unknown architecture 'resnet'; choose from: conv, mlp"),
+                                                  "unknown architecture 'resnet'; choose from: conv, faces, mlp"),
                                                  ("likelihood", "poisson", "choose from: bernoulli, gaussian")])
 def test_unknown_names(field, value, message):
     with pytest.raises(VaelabError, match=message):
         build_model(ModelConfig(**{field: value}))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_conv_takes_any_channel_count_and_sides_divisible_by_4(channels):
+    m = build_model(ModelConfig(model="vae", arch="conv", image_shape=(channels, 36, 20)))
+    assert m.reconstruct(torch.rand(2, channels, 36, 20)).shape == (2, channels, 36, 20)
+    assert m.sample(3).shape == (3, channels, 36, 20)
+
+
+def faces_model(image_shape=(3, 128, 128)):
+    return build_model(ModelConfig(model="vae", arch="faces", latent_dim=200, image_shape=image_shape))
+
+
+def count_buffers(module):
+    return sum(b.numel() for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+
+
+def test_book_faces_parameter_counts():
+    """The Keras summaries of the book's faces VAE (GDL_code models/VAE.py with 03_05_vae_faces_train's settings:
+    128x128x3, filters 32/64/64/64, z_dim 200, batch norm and dropout): encoder 1,732,944 total of which 448
+    non-trainable (BatchNorm's moving mean and variance), decoder 917,123 total of which 320 non-trainable."""
+    m = faces_model()
+    assert (count(m.encoder), count_buffers(m.encoder)) == (1_732_496, 448)
+    assert (count(m.decoder), count_buffers(m.decoder)) == (916_803, 320)
+
+
+def test_book_faces_layers_and_shapes():
+    m = faces_model()
+    convs = [c for c in m.encoder.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.stride[0], c.kernel_size[0]) for c in convs] == [(32, 2, 3), (64, 2, 3), (64, 2, 3),
+                                                                               (64, 2, 3)]
+    deconvs = [c for c in m.decoder.modules() if isinstance(c, torch.nn.ConvTranspose2d)]
+    assert [(c.out_channels, c.stride[0]) for c in deconvs] == [(64, 2), (64, 2), (32, 2), (3, 2)]
+    kinds = [type(layer).__name__ for layer in m.decoder.deconv]
+    assert kinds[-1] == "ConvTranspose2d" and kinds.count("BatchNorm2d") == kinds.count("Dropout") == 3
+    assert {d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)} == {0.25}
+    m.eval()
+    x = torch.rand(2, 3, 128, 128)
+    assert m.encoder.features(x).shape == (2, 64 * 8 * 8)  # the book's (None, 8, 8, 64) before flattening
+    assert m.posterior(x).mean.shape == (2, 200) and m.reconstruct(x).shape == (2, 3, 128, 128)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (1, 32, 48), (3, 64, 64)])
+def test_faces_any_size_divisible_by_16(shape):
+    m = faces_model(shape).eval()
+    assert m.reconstruct(torch.rand(2, *shape)).shape == (2, *shape) and m.sample(2).shape == (2, *shape)
+
+
+def test_faces_refuses_sides_not_divisible_by_16():
+    with pytest.raises(VaelabError, match="faces architecture needs image sides divisible by 16, got 28x28"):
+        faces_model((1, 28, 28))
+
+
+def test_faces_is_deterministic_in_eval_mode_only():
+    m = faces_model((3, 32, 32))
+    x = torch.rand(4, 3, 32, 32)
+    running_mean = m.encoder.features[1].running_mean
+    initial = running_mean.clone()
+    assert not torch.equal(m.encode(x), m.encode(x))  # dropout in training mode
+    assert not torch.equal(running_mean, initial)  # and BatchNorm's statistics move
+    trained = running_mean.clone()
+    m.eval()
+    assert torch.equal(m.encode(x), m.encode(x)) and torch.equal(running_mean, trained)
+
+
+def test_an_ae_fits_its_box_in_eval_mode():
+    """Dropout and BatchNorm's batch statistics stay out of the box, and the running statistics do not move."""
+    m = build_model(ModelConfig(model="ae", arch="faces", latent_dim=3, image_shape=(3, 16, 16)))
+    x = torch.rand(8, 3, 16, 16)
+    m.encode(x)
+    running_mean = m.encoder.features[1].running_mean.clone()
+    m.fit_prior(x)
+    assert m.training and torch.equal(m.encoder.features[1].running_mean, running_mean)
+    m.eval()
+    codes = m.encode(x)
+    assert torch.equal(m.code_low, codes.min(0).values) and torch.equal(m.code_high, codes.max(0).values)

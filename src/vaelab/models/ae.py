@@ -78,7 +78,12 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def fit_prior(self, x: torch.Tensor, batch_size: int = 1000) -> None:
+        """The box of the codes of x, encoded in eval mode: no dropout, and BatchNorm's running statistics
+        neither used from the batch nor moved."""
+        was_training = self.training
+        self.eval()
         codes = torch.cat([self.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        self.train(was_training)
         self.code_low.copy_(codes.min(0).values)
         self.code_high.copy_(codes.max(0).values)
 

@@ -7,6 +7,14 @@ ConvTranspose2d 64/64/32/1 with strides 1/2/2/1 and LeakyReLU(0.3), sigmoid
 output. Weights start as Keras does (Glorot-uniform, zero bias) so the book's
 curves are reproducible. Decoders return logits; the likelihood applies the
 sigmoid, which keeps the Bernoulli loss numerically stable.
+
+`faces` is the book's second network, its CelebA faces VAE (ch. 3, 128x128 RGB):
+four Conv2d 32/64/64/64, kernel 3, all stride 2, each followed by BatchNorm,
+LeakyReLU(0.3) and Dropout(0.25); the decoder mirrors it (dense to 64 x H/16 x
+W/16, ConvTranspose2d 64/64/32/C, stride 2, BatchNorm + LeakyReLU + Dropout after
+all but the last). BatchNorm keeps running statistics (buffers, saved with the
+weights) and Dropout draws noise, so the model must be in eval() mode wherever it
+is evaluated rather than trained.
 """
 
 from __future__ import annotations
@@ -66,6 +74,55 @@ class ConvDecoder(nn.Module):
         return self.deconv(self.project(z).view(-1, *self.grid))
 
 
+def keras_batch_norm(channels: int) -> nn.BatchNorm2d:
+    """Keras' BatchNormalization defaults: running averages with momentum 0.99 (torch's 0.01), epsilon 1e-3."""
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+
+
+FACES_FILTERS = (32, 64, 64, 64)
+FACES_DROPOUT = 0.25
+
+
+def faces_block(conv: nn.Module, channels: int) -> list[nn.Module]:
+    return [conv, keras_batch_norm(channels), nn.LeakyReLU(LEAKY_SLOPE), nn.Dropout(FACES_DROPOUT)]
+
+
+class FacesEncoder(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], out_features: int):
+        super().__init__()
+        channels, height, width = image_shape
+        if height % 16 or width % 16:
+            raise VaelabError(f"the faces architecture needs image sides divisible by 16, got {height}x{width}")
+        layers, in_ch = [], channels
+        for out_ch in FACES_FILTERS:
+            layers += faces_block(nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), out_ch)
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(in_ch * (height // 16) * (width // 16), out_features)
+        keras_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class FacesDecoder(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        channels, height, width = image_shape
+        self.grid = (FACES_FILTERS[-1], height // 16, width // 16)
+        self.project = nn.Linear(latent_dim, math.prod(self.grid))
+        layers, in_ch = [], self.grid[0]
+        for out_ch in FACES_FILTERS[-2::-1]:  # 64, 64, 32
+            layers += faces_block(nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1), out_ch)
+            in_ch = out_ch
+        layers.append(nn.ConvTranspose2d(in_ch, channels, 3, stride=2, padding=1, output_padding=1))
+        self.deconv = nn.Sequential(*layers)
+        keras_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.project(z).view(-1, *self.grid))
+
+
 class MLPEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], out_features: int):
         super().__init__()
@@ -87,7 +144,8 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(-1, *self.image_shape)
 
 
-ARCHITECTURES = {"conv": (ConvEncoder, ConvDecoder), "mlp": (MLPEncoder, MLPDecoder)}
+ARCHITECTURES = {"conv": (ConvEncoder, ConvDecoder), "faces": (FacesEncoder, FacesDecoder),
+                 "mlp": (MLPEncoder, MLPDecoder)}
 
 
 def build_networks(arch: str, image_shape: tuple[int, int, int], encoder_outputs: int, latent_dim: int):

@@ -1,0 +1,56 @@
+"""`vaelab export RUN --onnx OUT`: the ONNX graphs compute what the PyTorch model computes, at any batch size."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+from vaelab.cli import main
+
+ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime: pip install 'vaelab[export]'")
+pytest.importorskip("onnx", reason="the ONNX export needs onnx: pip install 'vaelab[export]'")
+
+MAX_ABS_DIFF = 1e-5  # float32 ONNX Runtime vs PyTorch on CPU, in [0, 1] pixel units and code units (docs/export.md)
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def assert_matches_pytorch(run, out, images):
+    model = vaelab.load(run)
+    encoder, decoder = session(out / "encoder.onnx"), session(out / "decoder.onnx")
+    x = images[:7].float().div(255)  # a batch size the export never saw (it traced 2)
+    outputs = encoder.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        posterior = model.posterior(x)
+        expected = [posterior.mean] + ([] if posterior.logvar is None else [posterior.logvar])
+        z = torch.randn(5, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+        decoded = model.decode(z)
+    assert len(outputs) == len(expected)
+    for got, want in zip(outputs, expected):
+        assert got.shape == tuple(want.shape) and np.abs(got - want.numpy()).max() < MAX_ABS_DIFF
+    (pixels,) = decoder.run(None, {"code": z.numpy()})
+    assert pixels.shape == tuple(decoded.shape) and np.abs(pixels - decoded.numpy()).max() < MAX_ABS_DIFF
+    return json.loads((out / "model.json").read_text())
+
+
+def test_book_vae_on_grey_digits(tiny_data_dir, mnist_sample, tmp_path, capsys):
+    run = vaelab.train(vaelab.preset("book-vae").replace(
+        data={"dataset": "mnist", "data_dir": str(tiny_data_dir)}, train={"epochs": 1, "device": "cpu"}),
+        tmp_path / "run", show_progress=False)
+    assert main(["export", str(run), "--onnx", str(tmp_path / "onnx")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "onnx")
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["decoder.onnx", "encoder.onnx", "model.json"]
+    info = assert_matches_pytorch(run, tmp_path / "onnx", mnist_sample.test_images)
+    assert info["image_shape"] == [1, 28, 28] and list(info["encoder"]["outputs"]) == ["mean", "logvar"]
+
+
+def test_refuses_an_existing_folder_and_a_non_run(tiny_data_dir, tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    assert main(["export", str(tmp_path / "taken"), "--onnx", str(tmp_path / "out")]) == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left behind
