@@ -69,6 +69,9 @@ def build_parser() -> Parser:
                                          "| auto (bf16 where the hardware has it)")
     opt.add_argument("--channels-last", action="store_true", default=None,
                      help="NHWC layout for the conv net (faster with oneDNN)")
+    train.add_argument("--log", metavar="tensorboard[=DIR]",
+                       help="also log every loss term per step and epoch, and pictures of reconstructions and samples "
+                            "per epoch, for TensorBoard (default DIR: RUN/tensorboard; needs vaelab[tensorboard])")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser("evaluate", help="test-set loss terms of a run; writes eval.json")
@@ -171,10 +174,10 @@ def run_train(args: argparse.Namespace) -> None:
             raise VaelabError(f"--resume continues a run with its own settings; only its length (--epochs, --steps "
                               f"or --time-budget) may change (got --{(explicit or ['preset'])[0].replace('_', '-')})")
         run = vaelab.resume(args.resume, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
-                            show_progress=show)
+                            show_progress=show, logs=args.log)
     else:
         check_data_flags(args)
-        run = vaelab.train(config_from_args(args), args.out, show_progress=show)
+        run = vaelab.train(config_from_args(args), args.out, show_progress=show, logs=args.log)
     if os.environ.get("RANK", "0") == "0":
         print(run)
 

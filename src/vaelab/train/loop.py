@@ -58,6 +58,7 @@ from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.train.distributed import Cluster, join, leave, rank_device
 from vaelab.train.evaluation import loss_terms
 from vaelab.train.length import RunLength, format_duration
+from vaelab.train.logs import TensorBoardLog, make_logger
 from vaelab.train.speed import autocast, check_levers, resolve_precision, set_learning_rate, set_memory_format
 
 log = logging.getLogger("vaelab")
@@ -147,6 +148,7 @@ class Session:
     history: list[dict] = dataclasses.field(default_factory=list)  # finished epochs' metrics (rank 0)
     weights_sha256: str | None = None  # checksum of the last finished epoch's weights (rank 0)
     config_to_write: dict | None = None  # a resumed run's new config.json, written at its first commit
+    logger: TensorBoardLog | None = None  # --log, rank 0 only: called per step, per epoch, per commit
 
     def rng_states(self) -> dict[str, torch.Tensor]:
         """The generator states to checkpoint (a collective: every rank must call it)."""
@@ -191,6 +193,8 @@ class Session:
             if weights is not None:
                 write_weights(self.folder.path, weights)
                 write_metrics(self.folder.path, self.history)
+            if self.logger is not None:
+                self.logger.commit(self.folder.path)
         self.cluster.barrier()
 
 
@@ -250,6 +254,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                     for name, value in terms.items():
                         sums[name] = sums.get(name, zero) + value.detach().cpu().double() * len(index)
                     recent_losses.append(terms["loss"].detach())
+                    if session.logger is not None:
+                        session.logger.step(progress.steps_done + 1, terms)
                 progress.step, progress.images_seen = step + 1, progress.images_seen + len(batch)
                 progress.steps_done += 1
                 if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
@@ -289,6 +295,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                 history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(step_seconds, 3),
                                 "images": epoch_images, "images_per_s": round(epoch_images / step_seconds, 1),
                                 "images_seen": progress.images_seen, "steps": progress.steps_done})
+                if session.logger is not None:
+                    session.logger.epoch(progress.steps_done, history[-1], model, test_x)
                 log.info("epoch %s  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch_label(epoch, config),
                          train_means["loss"], test["loss"],
                          f" (rec {test['reconstruction']:.4g} + kl {test['kl']:.4g})" if "kl" in test else "",
@@ -354,9 +362,10 @@ def on_main_first(cluster: Cluster, action) -> None:
         raise problem or VaelabError("rank 0 could not prepare the run folder")
 
 
-def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> Path:
-    """Train a new run into the folder `out` and return its path."""
+def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, logs: str | None = None) -> Path:
+    """Train a new run into the folder `out` and return its path; `logs`: 'tensorboard[=DIR]' (vaelab.train.logs)."""
     config = check_config(config)
+    logger = make_logger(logs)
     check_levers(config.train.precision, config.train.lr_schedule)
     out = Path(out)
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
@@ -385,7 +394,7 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
                      device,
                      f" x {cluster.world_size} processes" if cluster.distributed else "", out)
         session = Session(model, make_optimizer(model, config), data, config, folder, device, cluster,
-                          torch.Generator().manual_seed(config.train.seed))
+                          torch.Generator().manual_seed(config.train.seed), logger=logger if cluster.is_main else None)
         if config.train.epochs == 0:
             session.save(Progress(), [])
         fit(session, Progress(), show_progress)
@@ -393,13 +402,16 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True) -> 
     finally:
         folder.close()  # removes the staging folder if nothing was committed; releases the lock
         leave(cluster)
+        if logger is not None:
+            logger.close()
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None = None,
-           time_budget: float | None = None, show_progress: bool = True) -> Path:
+           time_budget: float | None = None, show_progress: bool = True, logs: str | None = None) -> Path:
     """Continue a run from its checkpoint, optionally with a new length: a total number of epochs, of
     steps, or a time budget (the run's clock counts the time already spent)."""
     run_dir = Path(run_dir)
+    logger = make_logger(logs)
     config, raw = read_config(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
         raise VaelabError(f"{run_dir} has no {CHECKPOINT} to resume from")
@@ -436,7 +448,8 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
             return run_dir
         changed = json.loads(json.dumps({**raw, **config.to_dict()}))  # as config.json holds it
         session = Session(model, optimizer, data, config, folder, device, cluster, torch.Generator(),
-                          record.history, record.weights_sha256, changed if changed != raw else None)
+                          record.history, record.weights_sha256, changed if changed != raw else None,
+                          logger if cluster.is_main else None)
         session.restore_rng(rng, progress.epoch)
         if cluster.is_main:
             log.info("resuming %s at epoch %d step %d, to %s", run_dir, progress.epoch + 1, progress.step,
@@ -446,3 +459,5 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
     finally:
         folder.close()
         leave(cluster)
+        if logger is not None:
+            logger.close()
