@@ -48,9 +48,28 @@ def test_book_vae_on_grey_digits(tiny_data_dir, mnist_sample, tmp_path, capsys):
     assert info["image_shape"] == [1, 28, 28] and list(info["encoder"]["outputs"]) == ["mean", "logvar"]
 
 
-def test_refuses_an_existing_folder_and_a_non_run(tiny_data_dir, tmp_path, capsys):
+def test_refuses_a_non_run_and_a_taken_folder(tiny_data_dir, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
     assert main(["export", str(tmp_path / "taken"), "--onnx", str(tmp_path / "out")]) == 2
-    assert "error:" in capsys.readouterr().err and not (tmp_path / "out").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left behind
+    assert "is not a vaelab run folder" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["export", str(tmp_path / "no-run"), "--onnx", str(tmp_path / "taken")]) == 2
+    assert "taken already exists and is not empty; choose a new folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no staging folder left behind
+
+
+def test_a_failed_export_leaves_nothing(tiny_data_dir, tmp_path, monkeypatch):
+    run = vaelab.train(vaelab.preset("book-ae").replace(
+        data={"dataset": "mnist", "data_dir": str(tiny_data_dir)}, model={"arch": "mlp"},
+        train={"epochs": 1, "device": "cpu"}), tmp_path / "run", show_progress=False)
+    from vaelab import export
+
+    def fail(module, example, path, *names):
+        if path.name == "decoder.onnx":
+            raise RuntimeError("disk full")
+        path.write_bytes(b"half")
+
+    monkeypatch.setattr(export, "export_graph", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        vaelab.export_onnx(run, tmp_path / "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -13,8 +13,8 @@ The folder appears complete or not at all: files are written to a staging folder
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
-from vaelab.runs import fsync_folder, read_config, refuse_existing
+from vaelab.runs import fsync_folder, read_config
 from vaelab.runs import load as load_run
 
 OPSET = 17  # ONNX opset: onnxruntime 1.14+ and onnxruntime-web run it
@@ -62,6 +62,11 @@ def export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_nam
                           dynamo=False)
 
 
+def refuse_taken(out: Path) -> None:
+    if out.is_symlink() and not out.exists() or out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise VaelabError(f"{out} already exists and is not empty; choose a new folder for the ONNX files")
+
+
 def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
     """Write the run's encoder and decoder as ONNX models into the new folder `out`; returns `out`."""
     try:
@@ -69,7 +74,7 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
     except ImportError:
         raise VaelabError("ONNX export needs the onnx package: pip install 'vaelab[export]'") from None
     run_dir, out = Path(run_dir), Path(out)
-    refuse_existing(out)
+    refuse_taken(out)
     config, _ = read_config(run_dir)
     model = load_run(run_dir).to(memory_format=torch.contiguous_format)  # eval mode
     c, h, w = config.model.image_shape
@@ -78,7 +83,9 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
         has_logvar = model.posterior(images).logvar is not None
     encoder_outputs = ["mean", "logvar"] if has_logvar else ["mean"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    staging = out.parent / f".{out.name}.export-{os.getpid()}"  # hidden beside `out`; removed on failure
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         export_graph(EncoderGraph(model), images, staging / "encoder.onnx", "images", encoder_outputs)
         export_graph(DecoderGraph(model), code, staging / "decoder.onnx", "code", ["images"])
@@ -93,7 +100,7 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
                         "outputs": {"images": ["batch", c, h, w]}},
             "pixels": "float32 in [0, 1], channels first (NCHW)"}
         (staging / "model.json").write_text(json.dumps(description, indent=2) + "\n")
-        refuse_existing(out)
+        refuse_taken(out)  # again: something may have written there meanwhile
         if out.exists():
             out.rmdir()  # an empty folder given as --onnx
         staging.rename(out)

@@ -340,7 +340,8 @@ class Panel {
   }
 }
 
-// A dropped or chosen image file as grey levels of a run's image shape, light ink on dark like the datasets.
+// A dropped or chosen image file at a run's image shape: grey levels (light ink on dark, like the digit datasets)
+// for a grey model, the file's own colours for an RGB one.
 async function imagePixels(file, [c, h, w]) {
   const bitmap = await createImageBitmap(file), canvas = document.createElement("canvas");
   canvas.width = w;
@@ -358,7 +359,7 @@ async function imagePixels(file, [c, h, w]) {
     const y = Math.floor(p / w), x = p % w;
     if (x === 0 || y === 0 || x === w - 1 || y === h - 1) border.push(values[p]);
   }
-  const paper = border.reduce((a, b) => a + b, 0) / border.length > 0.5;  // dark ink on light paper
+  const paper = c === 1 && border.reduce((a, b) => a + b, 0) / border.length > 0.5;  // dark ink on light paper
   return paper ? values.map(v => 1 - v) : values;
 }
 
