@@ -119,7 +119,8 @@ def run_plain(arch: str, batch: int) -> dict:
     start = time.perf_counter()
     for x, _ in loader:
         optimizer.zero_grad()
-        mu, logvar = model.posterior(x)
+        posterior = model.posterior(x)
+        mu, logvar = posterior.mean, posterior.logvar
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         recon = model.decode(z)
         loss = (1000 * (recon - x).pow(2).mean(dim=(1, 2, 3)) - 0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1))

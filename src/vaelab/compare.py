@@ -65,7 +65,7 @@ STUDY_PRESETS = {
     "book": StudyPreset("the book's exact settings: book-ae and book-vae presets (conv net, batch 32, lr 5e-4)",
                         {}, {}),
 }
-STUDY_RUNS = (("book-ae", "ae"), ("book-vae", "vae"))  # base preset, run folder name
+STUDY_RUNS = ("book-ae", "book-vae")  # the base presets; each run's folder is named after its model
 OPTIONS = {"data": ("dataset", "data_dir"), "model": ("latent_dim", "arch"),
            "train": ("epochs", "time_budget", "batch_size", "lr", "device")}  # what the compare flags may change
 SMALL_BUDGET, FULL_BUDGET, FULL_SIZE = 90.0, 240.0, 60_000
@@ -94,8 +94,9 @@ def study_configs(preset: str, options: dict, n_train: int, seeds: int = 1) -> l
     first_seed = options.get("seed") or 0
     configs = []
     for offset in range(seeds):
-        for base, folder in STUDY_RUNS:
+        for base in STUDY_RUNS:
             config = named_preset(base).replace(model=study.model, train=study.train).replace(**changes)
+            folder = config.model.model
             name = folder if seeds == 1 else f"{folder}-seed{first_seed + offset}"
             configs.append((name, validate(config.replace(train={"seed": first_seed + offset}))))
     return configs

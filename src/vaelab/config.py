@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass, field
 
 from vaelab.errors import VaelabError
+from vaelab.models.likelihoods import LIKELIHOODS
+from vaelab.models.networks import ARCHITECTURES
+from vaelab.models.registry import model_class
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    model: str = "vae"  # registry name: ae | vae
+    model: str = "vae"  # registry name: ae | vae (vaelab.models.registry)
     arch: str = "conv"  # conv (the book's MNIST network) | faces (the book's CelebA network) | mlp
     latent_dim: int = 2
     likelihood: str = "gaussian"  # gaussian | bernoulli
@@ -32,6 +35,7 @@ class ModelConfig:
     # (the AE's plain MSE, r = 1; the VAE's r = 1000), resolved by `validate` and written to config.json
     r_loss_factor: float | None = None
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    beta: float = 1.0  # weight of the KL term, for models that have one (the beta-VAE, Higgins et al. 2017)
 
 
 @dataclass(frozen=True)
@@ -165,12 +169,15 @@ def check_types(config: RunConfig) -> None:
 
 
 def validate(config: RunConfig) -> RunConfig:
-    """Reject impossible settings with a message naming the setting (names are checked by the registries)."""
+    """Reject impossible settings and unknown names with a message naming the setting, before any data loads."""
     check_types(config)
+    model = model_class(config.model.model)
+    if config.model.arch not in ARCHITECTURES:
+        raise VaelabError(f"unknown architecture {config.model.arch!r}; choose from: {', '.join(ARCHITECTURES)}")
+    if config.model.likelihood not in LIKELIHOODS:
+        raise VaelabError(f"unknown likelihood {config.model.likelihood!r}; choose from: {', '.join(LIKELIHOODS)}")
     if config.model.r_loss_factor is None:
-        from vaelab.models.registry import default_r_loss_factor  # the registry imports this module
-
-        config = config.replace(model={"r_loss_factor": default_r_loss_factor(config.model.model)})
+        config = config.replace(model={"r_loss_factor": model.default_r_loss_factor})
     m, t = config.model, config.train
     channels, height, width = m.image_shape
     checks = [
@@ -192,6 +199,8 @@ def validate(config: RunConfig) -> RunConfig:
         (math.isfinite(t.lr) and t.lr > 0, f"lr must be a positive number, got {t.lr}"),
         (math.isfinite(m.r_loss_factor) and m.r_loss_factor > 0,
          f"r-loss-factor must be a positive number, got {m.r_loss_factor}"),
+        (math.isfinite(m.beta) and m.beta >= 0, f"beta must be a number of 0 or more, got {m.beta}"),
+        (model.takes_beta or m.beta == 1, f"beta weights a KL term; the {m.model} has none (beta must be 1)"),
     ]
     for ok, message in checks:
         if not ok:

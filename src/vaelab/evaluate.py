@@ -52,7 +52,7 @@ def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | No
               "seconds": round(time.perf_counter() - started, 3)}
     if iw_samples is not None:
         ref = reference(data, classifier, show_progress)
-        ref.classifier.to(model.code_low.device)
+        ref.classifier.to(model.device)
         result.update(run_metrics(model, data, config.data.pixels, ref, iw_samples, batch_size),
                       calibration=ref.calibration, seconds=round(time.perf_counter() - started, 3))
     if write:

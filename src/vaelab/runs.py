@@ -521,7 +521,8 @@ def check_fits(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], path:
     """Weights (by name and shape) fit the model built from config.json, or a one-line error naming both."""
     state = {k.removeprefix(prefix): v for k, v in shapes.items() if k.startswith(prefix)}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected) - set(getattr(model, "legacy_weights", ()))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k] != state[k])
     if missing or unexpected or wrong:
         if missing or unexpected:

@@ -130,7 +130,7 @@ def test_holes_are_flaw_1s_measure_point_by_point(client, app, run_name):
     """The share of random samples that are not holes is the flaw-1 headline: precision against the model's
     reconstructions."""
     run = app.state.runs[run_name]
-    z = run.model.sample_prior(200, torch.Generator().manual_seed(0))
+    z = run.model.prior.sample(200, torch.Generator().manual_seed(0))
     body = client.post(f"/api/runs/{run_name}/classify", json={"z": z.tolist()}).json()
     with torch.no_grad():
         samples, _ = run.classifier.outputs(run.model.decode(torch.tensor(z.tolist())))

@@ -16,7 +16,6 @@ from vaelab.metrics.latent import (
     latent_metrics,
     mmd2,
     mmd2_to_standard_normal,
-    sampling_quantile,
     spread_cv,
     spread_ratio,
 )
@@ -108,14 +107,14 @@ def test_latent_metrics_of_standard_normal_codes_are_near_ideal():
     assert result["spread_ratio"] < 1.5 and len(result["class_spread"]) == 10
 
 
-def test_even_points_and_sampling_quantiles():
+def test_even_points_and_the_priors_quantiles():
     grid = even_unit_points(2, 4)
     assert grid.shape == (16, 2) and set(grid[:, 0].tolist()) == {0.125, 0.375, 0.625, 0.875}
     assert even_unit_points(5, 4).shape == (16, 5) and even_unit_points(1, 4).shape == (4, 1)
     vae = build_model(ModelConfig(model="vae", arch="mlp"))
-    assert torch.allclose(sampling_quantile(vae, torch.tensor([[0.5, 0.975]])), torch.tensor([[0.0, 1.95996]]),
+    assert torch.allclose(vae.prior.quantile(torch.tensor([[0.5, 0.975]])), torch.tensor([[0.0, 1.95996]]),
                           atol=1e-4)
     ae = build_model(ModelConfig(model="ae", arch="mlp"))
     ae.code_low.copy_(torch.tensor([-4.0, 0.0]))
     ae.code_high.copy_(torch.tensor([4.0, 2.0]))
-    assert torch.allclose(sampling_quantile(ae, torch.tensor([[0.5, 0.25]])), torch.tensor([[0.0, 0.5]]))
+    assert torch.allclose(ae.prior.quantile(torch.tensor([[0.5, 0.25]])), torch.tensor([[0.0, 0.5]]))

@@ -13,8 +13,8 @@ import torch
 
 from vaelab.config import ModelConfig
 from vaelab.errors import VaelabError
-from vaelab.metrics.likelihood import iw_log_likelihood, likelihood_metrics, log_normal
-from vaelab.models import build_model
+from vaelab.metrics.likelihood import iw_log_likelihood, likelihood_metrics
+from vaelab.models import DiagonalGaussian, StandardNormal, build_model
 
 Z = torch.linspace(-12, 12, 24001, dtype=torch.float64)  # step 1e-3: far finer than the posterior's width
 DZ = (Z[1] - Z[0]).item()
@@ -45,10 +45,10 @@ def log_px_z_on_grid(model, x):
 @torch.no_grad()
 def quadrature(model, x):
     """(log p(x), ELBO) for each image by the trapezoid-free Riemann sum on a 1e-3 grid."""
-    log_joint = log_px_z_on_grid(model, x) + log_normal(Z[:, None])
+    log_joint = log_px_z_on_grid(model, x) + StandardNormal(1, Z.device).log_prob(Z[:, None])
     log_px = torch.logsumexp(log_joint, 1) + math.log(DZ)
-    mean, logvar = model.posterior(x)
-    log_q = log_normal(Z[None, :, None], mean[:, None], logvar[:, None])
+    posterior = model.posterior(x)
+    log_q = DiagonalGaussian(posterior.mean[:, None], posterior.logvar[:, None]).log_prob(Z[None, :, None])
     elbo = (log_q.exp() * (log_joint - log_q)).sum(1) * DZ
     return log_px, elbo
 

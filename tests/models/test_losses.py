@@ -30,7 +30,8 @@ def test_book_vae_loss_is_1000_mse_plus_kl():
     torch.manual_seed(3)
     terms = model.loss(x)
     torch.manual_seed(3)
-    mu, log_var = model.posterior(x)
+    posterior = model.posterior(x)
+    mu, log_var = posterior.mean, posterior.logvar
     z = mu + torch.exp(log_var / 2) * torch.randn_like(mu)
     x_hat = model.decode(z)
     r_loss = 1000 * ((x - x_hat) ** 2).mean(dim=(1, 2, 3))

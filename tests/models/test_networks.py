@@ -35,13 +35,16 @@ def test_book_conv_layers():
 def test_shapes(model, arch, latent_dim):
     m = build_model(ModelConfig(model=model, arch=arch, latent_dim=latent_dim))
     x = torch.rand(3, 1, 28, 28)
-    mean, logvar = m.posterior(x)
-    assert mean.shape == (3, latent_dim)
-    assert (logvar is None) == (model == "ae")
+    posterior = m.posterior(x)
+    assert posterior.mean.shape == (3, latent_dim)
+    assert posterior.has_density == (model == "vae")
     assert m.decode(m.encode(x)).shape == (3, 1, 28, 28)
     assert m.reconstruct(x).min() >= 0 and m.reconstruct(x).max() <= 1
     assert m.sample(5).shape == (5, 1, 28, 28)
-    assert m.sample_latent(x).shape == (3, latent_dim)
+    assert posterior.sample().shape == (3, latent_dim)
+    assert posterior.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3, latent_dim)
+    assert m.prior.sample(6).shape == (6, latent_dim) and m.prior.grid(5).shape[1:] == (5, latent_dim)
+    assert m.device == torch.device("cpu")
 
 
 def test_mlp_sizes():
@@ -61,7 +64,7 @@ def test_ae_samples_from_its_code_box():
     m = build_model(ModelConfig(model="ae", arch="mlp"))
     m.code_low.copy_(torch.tensor([-3.0, 10.0]))
     m.code_high.copy_(torch.tensor([-1.0, 11.0]))
-    z = m.sample_prior(1000)
+    z = m.prior.sample(1000)
     assert (z[:, 0] >= -3).all() and (z[:, 0] <= -1).all() and (z[:, 1] >= 10).all() and (z[:, 1] <= 11).all()
     x = torch.rand(50, 1, 28, 28)
     m.fit_prior(x)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from vaelab.config import ModelConfig
+from vaelab.models import build_model
 from vaelab.report.figures import (
     FIGURES,
     grid_figure,
@@ -46,7 +48,10 @@ def fake_view(label, model_name, d, rng, scale=1.0, shift=0.0, book_loss=None):
     projection = projection_for(codes)
     config = Config(**(VAE_CONFIG if model_name == "vae" else AE_CONFIG))
     logvar = np.log(rng.uniform(0.01, 0.1, size=(5, d))) if model_name == "vae" else None
-    return RunView(label=label, model_name=model_name, latent_dim=d, classes=tuple("0123456789"), codes=codes,
+    model = build_model(ModelConfig(model=model_name, arch="mlp"))
+    prior = model.prior
+    return RunView(label=label, model_name=model_name, chapter_figures=model.chapter_figures,
+                   sampling_words=prior.description, grid_words=prior.grid_description, latent_dim=d, classes=tuple("0123456789"), codes=codes,
                    labels=labels, projection=projection, sample_codes=rng.normal(size=(20, d)) * scale + shift,
                    sample_images=images(20), grid_images=images(20, 20) if d > 1 else images(1, 20),
                    grid_ticks=(np.linspace(-2, 2, 20) * scale + shift, np.linspace(2, -2, 20) * scale + shift),

@@ -48,7 +48,8 @@ def test_bf16_autocast_keeps_loss_terms_and_codes_in_fp32():
     x = torch.rand(4, 1, 28, 28)
     with autocast("bf16", torch.device("cpu")):
         assert model.encoder(x).dtype == torch.bfloat16  # the network itself runs in bf16
-        mean, logvar = model.posterior(x)
+        posterior = model.posterior(x)
+        mean, logvar = posterior.mean, posterior.logvar
         terms = model.loss(x)
     assert mean.dtype == logvar.dtype == torch.float32
     assert all(t.dtype == torch.float32 for t in terms.values())

@@ -11,7 +11,6 @@ from vaelab.metrics.latent import (
     knn_accuracy,
     latent_metrics,
     mmd2,
-    sampling_quantile,
     spread_cv,
     spread_ratio,
 )
@@ -23,4 +22,4 @@ __all__ = ["CATALOGUE", "FLAWS", "Metric", "Recipe", "Reference", "ReferenceClas
            "classifier_score", "encode_all", "even_unit_points", "frechet_between", "frechet_distance",
            "gaussian_kl", "gaussian_statistics", "headline", "iw_log_likelihood", "knn_accuracy",
            "latent_metrics", "likelihood_metrics", "mmd2", "reference", "reference_classifier", "run_metrics",
-           "sample_quality", "sampling_quantile", "spread_cv", "spread_ratio"]
+           "sample_quality", "spread_cv", "spread_ratio"]

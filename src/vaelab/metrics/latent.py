@@ -1,4 +1,4 @@
-"""The latent space, measured: the AE's flaws 2 and 3 as numbers, and where each model draws its codes.
+"""The latent space, measured: the AE's flaws 2 and 3 as numbers, and evenly spread points for the grids.
 
 "Codes" are what `encode` returns (an AE's code, a VAE's posterior mean): the
 points of the book's scatter plot.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import ndtri
 from scipy.stats import qmc
 
 MMD_CODES = 2000  # codes (and N(0, I) draws) per MMD estimate: its kernel matrices are MMD_CODES^2
@@ -31,25 +30,7 @@ KNN_NEIGHBOURS = 5
 LATENT_SEED = 2024
 
 
-# --- where each model draws codes: the quantile function of its sampling distribution ---------------
-def box_quantile(model, u: torch.Tensor) -> torch.Tensor:
-    """An AE samples uniformly from the bounding box of its training codes (the book's choice)."""
-    return model.code_low + u * (model.code_high - model.code_low)
-
-
-def normal_quantile(model, u: torch.Tensor) -> torch.Tensor:
-    """A VAE samples from its prior N(0, I): the inverse normal CDF, dimension by dimension."""
-    return torch.as_tensor(ndtri(u.double().cpu().numpy()), dtype=torch.float32, device=model.code_low.device)
-
-
-SAMPLING_QUANTILES = {"ae": box_quantile, "vae": normal_quantile}
-
-
-def sampling_quantile(model, u: torch.Tensor) -> torch.Tensor:
-    """Codes at the quantiles u in (0, 1)^d of the model's sampling distribution."""
-    return SAMPLING_QUANTILES[model.registry_name](model, u.to(model.code_low.device))
-
-
+# --- where grids of codes are drawn: evenly spread quantiles of a model's prior (model.prior.quantile) ---
 def even_unit_points(dim: int, side: int) -> torch.Tensor:
     """Evenly spread points in (0, 1)^dim: cell centres of a side^dim lattice up to 2-D, above that the
     first side^2 points of a Sobol sequence (a full lattice would have side^dim points)."""

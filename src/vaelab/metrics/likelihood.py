@@ -8,7 +8,7 @@ with L_1 the ELBO, L_K rising with K and reaching log p(x) as K -> infinity
 (Burda, Grosse & Salakhutdinov 2016). We report -L_K, an upper bound on
 -log p(x). The decoder term is log p(x|z) = -(reconstruction + log_normaliser)
 of the model's own likelihood, so the same code serves Bernoulli and
-fixed-variance Gaussian decoders. An AE has no q(z|x) and no p(z): no bound.
+fixed-variance Gaussian decoders. An AE's q(z|x) is a point mass, without a density: no bound.
 """
 
 from __future__ import annotations
@@ -20,25 +20,18 @@ import torch
 from vaelab.errors import VaelabError
 from vaelab.train.evaluation import loss_terms
 
-LOG_2PI = math.log(2 * math.pi)
 MAX_DECODES = 8192  # images decoded per call: bounds memory whatever K and the batch size
 IW_SEED = 4321
-
-
-def log_normal(z: torch.Tensor, mean: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """log N(z; mean, diag(exp(logvar))), summed over the last dimension."""
-    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
-    return -0.5 * ((z - mean).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
 
 @torch.no_grad()
 def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """log w for k codes per image of the batch x: [k, len(x)]."""
-    mean, logvar = model.posterior(x)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn(k, *mean.shape, generator=generator, device=mean.device)
+    posterior = model.posterior(x)
+    z = posterior.sample(k, generator)
     logits = model.decode_logits(z.flatten(0, 1)).view(k, *x.shape)  # x broadcasts over the k samples: no copies
     log_px_z = -(model.likelihood.reconstruction(logits, x) + model.likelihood.log_normaliser)
-    return log_px_z + log_normal(z) - log_normal(z, mean, logvar)
+    return log_px_z + model.prior.log_prob(z) - posterior.log_prob(z)
 
 
 def check_iw_samples(k: int) -> None:
@@ -51,7 +44,7 @@ def iw_log_likelihood(model, x: torch.Tensor, k: int, batch_size: int = 1000, se
     """L_K(x) for every image of x (nats), with the K samples taken in chunks of at most MAX_DECODES decodes."""
     check_iw_samples(k)
     device = next(model.parameters()).device
-    if model.posterior(x[:1].to(device)).logvar is None:
+    if not model.posterior(x[:1].to(device)).has_density:
         raise VaelabError(f"a {model.registry_name} has no q(z|x) or p(z), so it has no likelihood bound")
     generator = torch.Generator(device).manual_seed(seed)
     batch_size = min(batch_size, MAX_DECODES)

@@ -37,7 +37,7 @@ import torch
 
 from vaelab.metrics.classifier import ReferenceClassifier
 from vaelab.metrics.fid import frechet_between
-from vaelab.metrics.latent import even_unit_points, sampling_quantile
+from vaelab.metrics.latent import even_unit_points
 from vaelab.metrics.manifold import knn_radii, manifold_precision
 
 CONFIDENT = 0.9
@@ -48,7 +48,7 @@ SAMPLE_SEED = 7
 @torch.no_grad()
 def decode_all(model, z: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Decoder means in [0, 1] for codes z (on any device), batch by batch, on the CPU."""
-    device = model.code_low.device
+    device = model.device
     return torch.cat([model.decode(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
 
 
@@ -75,13 +75,14 @@ def sample_quality(model, classifier: ReferenceClassifier, real_features: torch.
     model's reconstructions (its decodes at the test images' codes), and against the features of the real test
     images (and their k-NN radii, computed here when not given); `train_codes` are codes of training images."""
     n = len(test_codes)
-    generator = torch.Generator(model.code_low.device).manual_seed(seed)
-    features, probabilities = classifier.outputs(decode_all(model, model.sample_prior(n, generator), batch_size))
+    prior = model.prior
+    generator = torch.Generator(model.device).manual_seed(seed)
+    features, probabilities = classifier.outputs(decode_all(model, prior.sample(n, generator), batch_size))
     reconstructions, reconstruction_probabilities = classifier.outputs(decode_all(model, test_codes, batch_size))
     recognised = reconstruction_probabilities.argmax(1) == test_labels.to(reconstruction_probabilities.device)
     at_codes, _ = classifier.outputs(decode_all(model, train_codes[:n], batch_size))
     reconstruction_radii = knn_radii(reconstructions)
-    grid = sampling_quantile(model, even_unit_points(model.config.latent_dim, grid_side))
+    grid = prior.quantile(even_unit_points(model.config.latent_dim, grid_side))
     _, grid_probabilities = classifier.outputs(decode_all(model, grid, batch_size))
     return {"precision_vs_reconstructions": manifold_precision(features, reconstructions, reconstruction_radii),
             "precision_at_codes": manifold_precision(at_codes, reconstructions, reconstruction_radii),

@@ -63,7 +63,7 @@ def reference(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = 
 
 @torch.no_grad()
 def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    device = model.code_low.device
+    device = model.device
     return torch.cat([model.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 

@@ -1,47 +1,48 @@
-"""The variational autoencoder (Kingma & Welling 2014).
+"""The variational autoencoder (Kingma & Welling 2014) and its beta weighting (Higgins et al. 2017).
 
 The encoder outputs q(z|x) = N(mean, diag(exp(logvar))); a code is drawn with
-the reparameterisation trick z = mean + exp(logvar / 2) * eps, eps ~ N(0, I),
-so gradients flow through the sample; the loss is the negative ELBO
-    -log p(x|z) + KL(q(z|x) || N(0, I)),
+the reparameterisation trick, so gradients flow through the sample; the loss is
+    -log p(x|z) + beta * KL(q(z|x) || N(0, I)),
 with the KL in closed form: 1/2 sum(mean^2 + exp(logvar) - 1 - logvar).
+beta = 1 is the negative ELBO; beta > 1 presses the codes harder towards the
+prior (Higgins et al.'s beta-VAE), beta -> 0 leaves the KL free and the model
+drifts back towards an autoencoder with noisy codes.
 """
 
 from __future__ import annotations
 
 import torch
 
-from vaelab.models.ae import Autoencoder, Posterior
-from vaelab.models.registry import register_model
+from vaelab.models.base import LatentModel
+from vaelab.models.posteriors import DiagonalGaussian
+from vaelab.models.priors import StandardNormal
 
 
-def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) per row, in nats."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-
-
-@register_model("vae")
-class VAE(Autoencoder):
+class VAE(LatentModel):
+    registry_name = "vae"
     default_r_loss_factor = 1000.0  # the book's VAE: 1000 * mean-pixel MSE + KL
+    takes_beta = True
+    chapter_figures = {"scatter": "Figure 7", "samples": "Figure 8"}
+    legacy_weights = ("code_low", "code_high")  # older versions fitted an AE's box to every model
 
-    @staticmethod
-    def encoder_outputs(latent_dim: int) -> int:
-        return 2 * latent_dim  # mean and log-variance from one linear head
+    def __init__(self, config):
+        super().__init__(config, encoder_outputs=2 * config.latent_dim)  # mean and log-variance, one linear head
 
-    def posterior(self, x: torch.Tensor) -> Posterior:
+    def posterior(self, x: torch.Tensor) -> DiagonalGaussian:
         mean, logvar = self.encoder(x).to(x.dtype).chunk(2, dim=1)
-        return Posterior(mean, logvar)
+        return DiagonalGaussian(mean, logvar)
 
-    def sample_latent(self, x: torch.Tensor) -> torch.Tensor:
-        mean, logvar = self.posterior(x)
-        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    @property
+    def prior(self) -> StandardNormal:
+        return StandardNormal(self.config.latent_dim, self.device)
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=self.code_low.device)
+    def reproduces_book_loss(self) -> bool:
+        """Whether the loss is the book VAE's (1000 * mean-pixel MSE + KL on a 2-D code), whatever the network."""
+        c = self.config
+        return c.likelihood == "gaussian" and c.r_loss_factor == 1000 and c.latent_dim == 2 and c.beta == 1
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        mean, logvar = self.posterior(x)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        reconstruction = self.likelihood.reconstruction(self.decode_logits(z), x).mean()
-        kl = kl_to_standard_normal(mean, logvar).mean()
-        return {"loss": reconstruction + kl, "reconstruction": reconstruction, "kl": kl}
+        posterior = self.posterior(x)
+        reconstruction = self.likelihood.reconstruction(self.decode_logits(posterior.sample()), x).mean()
+        kl = posterior.kl().mean()
+        return {"loss": reconstruction + self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}

@@ -28,15 +28,6 @@ CLASS_SIGMAS = 2.0  # class ellipses: the 2-sigma contour, area 4 pi sqrt(det S_
 POSTERIOR_SIGMAS = 2.0
 NOTE_COLOUR = "darkred"
 
-# The chapter's figure each report figure reproduces, per model (Generative Deep Learning, ch. 3).
-SCATTER_FIGURES = {"ae": "Figure 2", "vae": "Figure 7"}
-SAMPLE_FIGURES = {"ae": "Figure 3", "vae": "Figure 8"}
-
-# How each model draws codes, in words (keyed by the model registry name).
-SAMPLING_WORDS = {"ae": "uniformly over the bounding box of its training codes (as the book does)",
-                  "vae": "from its prior N(0, I)"}
-GRID_WORDS = {"ae": "evenly spaced over the bounding box of its codes",
-              "vae": "at evenly spaced quantiles of N(0, 1) per axis (the inverse-normal-CDF grid)"}
 
 
 def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -70,10 +61,11 @@ def class_colour(label: int):
     return colormaps[CLASS_COLOURS](label % 10)
 
 
-def reproduces(views: list[RunView], numbers: dict[str, str]) -> str:
-    """" Reproduces the chapter's Figure 2 (AE) and Figure 7 (VAE).", for the kinds of model shown."""
-    named = [f"{numbers[kind]} ({kind.upper()})" for kind in dict.fromkeys(v.model_name for v in views)
-             if kind in numbers]
+def reproduces(views: list[RunView], figure: str) -> str:
+    """" Reproduces the chapter's Figure 2 (AE) and Figure 7 (VAE).", for the kinds of model shown; `figure`
+    is a key of the models' `chapter_figures` ("scatter", "samples")."""
+    named = dict.fromkeys(f"{v.chapter_figures[figure]} ({v.model_name.upper()})" for v in views
+                          if figure in v.chapter_figures)
     return f" Reproduces the chapter's {' and '.join(named)}." if named else ""
 
 
@@ -153,7 +145,7 @@ def scatter_caption(views: list[RunView]) -> str:
             + "; ".join(f"{v.label}: {v.projection.description}" for v in views) + "."
             + f" Each class's {CLASS_SIGMAS:g}-sigma covariance ellipse (its area is proportional to the class's "
             f"spread √det S_c, flaw 3; the widest solid and thick, the narrowest dashed): {spreads}."
-            " + marks z = 0." + reproduces(views, SCATTER_FIGURES))
+            " + marks z = 0." + reproduces(views, "scatter"))
 
 
 # --- 2. random samples -----------------------------------------------------------------------------
@@ -184,8 +176,8 @@ def samples_figure(views: list[RunView]) -> Figure:
 
 def samples_caption(views: list[RunView]) -> str:
     return ("Random latent points, marked × and numbered on the scatter (+ marks z = 0), and the images they "
-            "decode to; " + "; ".join(f"the {v.label} draws {SAMPLING_WORDS[v.model_name]}" for v in views) + "."
-            + reproduces(views, SAMPLE_FIGURES))
+            "decode to; " + "; ".join(f"the {v.label} draws {v.sampling_words}" for v in views) + "."
+            + reproduces(views, "samples"))
 
 
 # --- 3. the decoded latent grid ----------------------------------------------------------------------
@@ -223,9 +215,9 @@ def mark_grid_origin(ax, view: RunView) -> str:
 def grid_caption(views: list[RunView]) -> str:
     higher = [v.label for v in views if v.latent_dim > 2]
     return ("Images decoded on a grid of codes: "
-            + "; ".join(f"{v.label} {GRID_WORDS[v.model_name]}" for v in views) + "; + marks (z₁, z₂) = (0, 0)."
+            + "; ".join(f"{v.label} {v.grid_words}" for v in views) + "; + marks (z₁, z₂) = (0, 0)."
             + (f" For {', '.join(higher)} only z₁ and z₂ vary; the other dimensions sit at the centre of the "
-               "sampled region." if higher else "") + reproduces(views, SAMPLE_FIGURES))
+               "sampled region." if higher else "") + reproduces(views, "samples"))
 
 
 # --- 4. reconstructions ----------------------------------------------------------------------------

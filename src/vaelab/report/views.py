@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaelab.data import ImageData, fixed_test_pixels
-from vaelab.metrics.latent import class_spreads, sampling_quantile
+from vaelab.metrics.latent import class_spreads
 from vaelab.metrics.samples import decode_all
 from vaelab.metrics.suite import encode_all
 
@@ -92,7 +92,10 @@ def projection_for(codes: np.ndarray) -> Projection:
 @dataclass
 class RunView:
     label: str
-    model_name: str
+    model_name: str  # the registry name, shown as "AE", "VAE"
+    chapter_figures: dict[str, str]  # the chapter's figure each kind of report figure reproduces for this model
+    sampling_words: str  # how the model draws codes, from its prior
+    grid_words: str  # how its latent grid is laid out
     latent_dim: int
     classes: tuple[str, ...]
     codes: np.ndarray  # [N, d] test codes
@@ -173,11 +176,10 @@ def loss_units(config, terms: list[str]) -> dict[str, str]:
     return units
 
 
-def book_loss(config, dataset: str, pixels: str) -> float | None:
+def book_loss(model, dataset: str, pixels: str) -> float | None:
     """BOOK_FINAL_LOSS when this run minimises the book VAE's loss on MNIST digits (any network: the number
     is a value of the same loss), else None."""
-    same = (config.model == "vae" and config.likelihood == "gaussian" and config.r_loss_factor == 1000
-            and config.latent_dim == 2 and pixels == "continuous" and dataset in BOOK_LOSS_DATASETS)
+    same = model.reproduces_book_loss() and pixels == "continuous" and dataset in BOOK_LOSS_DATASETS
     return BOOK_FINAL_LOSS if same else None
 
 
@@ -223,16 +225,10 @@ def images(x: torch.Tensor) -> np.ndarray:
 def latent_grid(model, side: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Decoded codes at evenly spaced quantiles of the sampling distribution of z1 (columns) and z2 (rows,
     top = high); other dimensions at the centre (quantile 1/2). A 1-D code gives one row."""
-    d = model.config.latent_dim
-    axis = (torch.arange(side, dtype=torch.float32) + 0.5) / side
-    rows = axis.flip(0) if d >= 2 else torch.tensor([0.5])
-    u = torch.full((len(rows), side, d), 0.5)
-    u[:, :, 0] = axis
-    if d >= 2:
-        u[:, :, 1] = rows[:, None]
-    z = sampling_quantile(model, u.view(-1, d))
-    grid = images(decode_all(model, z)).reshape(len(rows), side, *model.config.image_shape[1:])
-    zz = z.view(len(rows), side, d).cpu().numpy()
+    zz = model.prior.grid(side)
+    rows, _, d = zz.shape
+    grid = images(decode_all(model, zz.view(-1, d))).reshape(rows, side, *model.config.image_shape[1:])
+    zz = zz.cpu().numpy()
     return grid, (zz[0, :, 0], zz[:, 0, 1] if d >= 2 else np.zeros(1))
 
 
@@ -247,7 +243,7 @@ def traversals(model, base: torch.Tensor) -> np.ndarray:
         u_dim = u.clone()
         u_dim[:, dim] = torch.linspace(0.05, 0.95, STEPS)
         z = base.repeat(STEPS, 1)
-        z[:, dim] = sampling_quantile(model, u_dim)[:, dim].cpu()
+        z[:, dim] = model.prior.quantile(u_dim)[:, dim].cpu()
         rows.append(images(decode_all(model, z)))
     return np.stack(rows)
 
@@ -270,18 +266,21 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
     x = fixed_test_pixels(data.test_images, pixels)
     codes = encode_all(model, x)
     code_array = codes.numpy()
-    generator = torch.Generator(model.code_low.device).manual_seed(VIEW_SEED)
-    sample_codes = model.sample_prior(SAMPLES, generator)
+    prior = model.prior
+    generator = torch.Generator(model.device).manual_seed(VIEW_SEED)
+    sample_codes = prior.sample(SAMPLES, generator)
     grid, ticks = latent_grid(model, GRID_SIDE)
     chosen = first_of_each_class(data.test_labels)
     shown = chosen[::max(1, len(chosen) // POSTERIOR_IMAGES)][:POSTERIOR_IMAGES]
-    posterior = model.posterior(x[shown].to(model.code_low.device))
+    posterior = model.posterior(x[shown].to(model.device))
     projection = projection_for(code_array)
     labels = data.test_labels.numpy()
     terms = plotted_terms(history)
     above_2d = model.config.latent_dim > 2
     return RunView(
-        label=label, model_name=model.registry_name, latent_dim=model.config.latent_dim, classes=data.classes,
+        label=label, model_name=model.registry_name, chapter_figures=model.chapter_figures,
+        sampling_words=prior.description, grid_words=prior.grid_description,
+        latent_dim=model.config.latent_dim, classes=data.classes,
         codes=code_array, labels=labels, projection=projection,
         sample_codes=sample_codes.cpu().numpy(), sample_images=images(decode_all(model, sample_codes)),
         grid_images=grid, grid_ticks=ticks,
@@ -293,5 +292,5 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
         posterior_images=images(x[shown]), posterior_labels=labels[shown.numpy()],
         posterior_means=posterior.mean.cpu().numpy(),
         posterior_ellipses=posterior_ellipses(posterior.mean, posterior.logvar, projection),
-        loss_units=loss_units(model.config, terms), book_loss=book_loss(model.config, data.name, pixels),
+        loss_units=loss_units(model.config, terms), book_loss=book_loss(model, data.name, pixels),
     )
