@@ -100,9 +100,9 @@ def test_a_folder_that_vanishes_while_training(tiny_data_dir, tmp_path, capsys, 
     assert code == 0, err
     original = VAE.loss
 
-    def loss(self, x, labels=None):
+    def loss(self, x, labels=None, **options):
         shutil.rmtree(run, ignore_errors=True)
-        return original(self, x, labels)
+        return original(self, x, labels, **options)
 
     monkeypatch.setattr(VAE, "loss", loss)
     assert_one_line_error(capsys, "train", "--resume", run, "--epochs", "2", match="No such file or directory")

@@ -80,12 +80,12 @@ def interrupt_at(monkeypatch, call_number):
     calls = {"n": 0}
     original = VAE.loss
 
-    def loss(self, x, labels=None):
+    def loss(self, x, labels=None, **options):
         if self.training:
             calls["n"] += 1
             if calls["n"] == call_number:
                 os.kill(os.getpid(), signal.SIGINT)
-        return original(self, x, labels)
+        return original(self, x, labels, **options)
 
     monkeypatch.setattr(VAE, "loss", loss)
 
@@ -118,8 +118,8 @@ def nan_at(monkeypatch, call_number):
     calls = {"n": 0}
     original = VAE.loss
 
-    def loss(self, x, labels=None):
-        terms = original(self, x, labels)
+    def loss(self, x, labels=None, **options):
+        terms = original(self, x, labels, **options)
         if self.training:
             calls["n"] += 1
             if calls["n"] >= call_number:

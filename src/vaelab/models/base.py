@@ -73,6 +73,8 @@ class LatentModel(nn.Module):
         """n decoded images from the model's prior over codes."""
         return self.decode(self.prior.sample(n, generator))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The training loss: DistributedDataParallel synchronises gradients through `forward`."""
-        return self.loss(x, labels)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """The training loss: DistributedDataParallel synchronises gradients through `forward`. `kl_weight`
+        scales a KL term during a KL warm-up (TrainConfig.kl_warmup); evaluation always uses 1."""
+        return self.loss(x, labels, kl_weight=kl_weight)

@@ -41,8 +41,9 @@ class VAE(LatentModel):
         c = self.config
         return c.likelihood == "gaussian" and c.r_loss_factor == 1000 and c.latent_dim == 2 and c.beta == 1
 
-    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
         posterior = self.posterior(x)
         reconstruction = self.likelihood.reconstruction(self.decode_logits(posterior.sample()), x).mean()
         kl = posterior.kl().mean()
-        return {"loss": reconstruction + self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}
+        return {"loss": reconstruction + kl_weight * self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}
