@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from vaelab.data import fixed_test_pixels, load_data
+from vaelab.data import fixed_test_pixels, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
@@ -40,8 +39,7 @@ def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | No
     config, raw = read_config(run_dir)
     model = load(run_dir, resolve_device(device))
     batch_size = batch_size or config.train.eval_batch_size
-    data = load_data(replace(config.data, dataset=dataset or config.data.dataset,
-                             data_dir=data_dir or config.data.data_dir))
+    data = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir)
     if tuple(data.image_shape) != tuple(config.model.image_shape):
         raise VaelabError(f"{data.name} images are {data.image_shape}, but {run_dir} was trained on "
                           f"{tuple(config.model.image_shape)}")
@@ -53,10 +51,12 @@ def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | No
               "n_test": len(x), "test": terms, "units": UNITS,
               "seconds": round(time.perf_counter() - started, 3)}
     if iw_samples is not None:
-        ref = reference(data, classifier, show_progress)
-        ref.classifier.to(model.device)
+        ref = reference(data, classifier, show_progress)  # None for unlabelled data
+        if ref is not None:
+            ref.classifier.to(model.device)
         result.update(run_metrics(model, data, config.data.pixels, ref, iw_samples, batch_size),
-                      calibration=ref.calibration, seconds=round(time.perf_counter() - started, 3))
+                      calibration=ref.calibration if ref is not None else {},
+                      seconds=round(time.perf_counter() - started, 3))
     if write:
         write_json(run_dir / EVAL, result)
     return result

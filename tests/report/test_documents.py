@@ -18,7 +18,7 @@ def run_metrics(own, kl, ratio):
 
 def study():
     metrics = [run_metrics(0.4, 3.0, 9.0), run_metrics(0.9, 0.1, 9.0)]
-    return {"dataset": {"name": "mnist", "classes": list("0123456789")},
+    return {"dataset": {"name": "mnist", "classes": list("0123456789"), "n_test": 1000},
             "calibration": {"classifier_test_accuracy": 0.99, "precision_train_vs_test": 0.9,
                             "fid_train_vs_test": 1.0, "top_probability": 0.98, "classifier_score": 9.5,
                             "n_images": 1000},

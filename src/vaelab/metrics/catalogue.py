@@ -21,6 +21,12 @@ class Metric:
     headline: bool = False
 
     @property
+    def needs_labels(self) -> bool:
+        """Whether the metric needs the dataset's labels: every sample-quality metric is read through the reference
+        classifier, which trains on them, and flaw 3 compares classes. On unlabelled data it is not computed."""
+        return self.section == "samples" or self.flaw == 3
+
+    @property
     def arrow(self) -> str:
         return "↓" if self.better == "lower" else "↑"
 
@@ -56,6 +62,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("latent", "spread_cv", "coefficient of variation of class spreads", "ratio", "lower", 3),
     Metric("latent", "knn_accuracy", "5-NN classification accuracy of codes", "fraction", "higher", 3),
 )
+
+NEEDS_LABELS = "needs labels"  # what the report and `vaelab evaluate` show for such a metric on unlabelled data
 
 FLAWS = {
     1: "images decoded from empty space between the codes are poor",

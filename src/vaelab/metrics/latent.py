@@ -118,20 +118,21 @@ def knn_accuracy(reference: torch.Tensor, reference_labels: torch.Tensor, codes:
     return correct / len(codes)
 
 
-def latent_metrics(codes: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor,
-                   reference_labels: torch.Tensor) -> dict:
-    """Flaws 2 and 3 for the test codes; `reference` (training codes) is the k-NN's memory."""
+def latent_metrics(codes: torch.Tensor, labels: torch.Tensor | None, reference: torch.Tensor,
+                   reference_labels: torch.Tensor | None) -> dict:
+    """Flaws 2 and 3 for the test codes; `reference` (training codes) is the k-NN's memory. Without labels
+    (None) only flaw 2's numbers: flaw 3 compares classes."""
     mean, cov = gaussian_fit(codes)
-    spreads = class_spreads(codes, labels)
-    return {
+    metrics = {
         "code_mean": mean.tolist(),
         "code_cov": cov.tolist(),
         "mean_norm": float(np.linalg.norm(mean)),
         "cov_distance": float(np.linalg.norm(cov - np.eye(len(mean)))),
         "gaussian_kl": gaussian_kl(mean, cov),
         "mmd2": mmd2_to_standard_normal(codes),
-        "class_spread": {str(k): v for k, v in spreads.items()},
-        "spread_ratio": spread_ratio(spreads),
-        "spread_cv": spread_cv(spreads),
-        "knn_accuracy": knn_accuracy(reference, reference_labels, codes, labels),
     }
+    if labels is None:
+        return metrics
+    spreads = class_spreads(codes, labels)
+    return {**metrics, "class_spread": {str(k): v for k, v in spreads.items()}, "spread_ratio": spread_ratio(spreads),
+            "spread_cv": spread_cv(spreads), "knn_accuracy": knn_accuracy(reference, reference_labels, codes, labels)}

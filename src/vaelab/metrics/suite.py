@@ -42,11 +42,14 @@ def require_test_images(data: ImageData) -> None:
         raise VaelabError(f"dataset {data.name!r} has {len(data.test_images)} test images; the metrics need a test set")
 
 
-def reference(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = True) -> Reference:
+def reference(data: ImageData, recipe: Recipe = Recipe(), show_progress: bool = True) -> Reference | None:
     """The classifier for `data` and the real-image calibration: its test accuracy, the manifold precision
     and FID of as many random training images as there are test images against the test images (what a
-    perfect model would score), and the real test images' top probability and classifier score."""
+    perfect model would score), and the real test images' top probability and classifier score. None for
+    unlabelled data: the classifier trains on the labels."""
     require_test_images(data)
+    if not data.classes:
+        return None
     classifier = reference_classifier(data, recipe, show_progress)
     features, probabilities = classifier.outputs(to_unit(data.test_images))
     generator = torch.Generator().manual_seed(FLOOR_SEED)
@@ -67,19 +70,22 @@ def encode_all(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([model.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
-def run_metrics(model, data: ImageData, pixels: str, ref: Reference, iw_samples: int,
+def run_metrics(model, data: ImageData, pixels: str, ref: Reference | None, iw_samples: int,
                 batch_size: int = 1000) -> dict:
     """Likelihood, sample-quality and latent metrics of `model` on the test set of `data`, whose images
-    reach the model through the pixel mode it was trained with."""
+    reach the model through the pixel mode it was trained with. Unlabelled data (no `ref`) has no
+    sample-quality or class metrics: "labelled" is False and the catalogue's label metrics are absent."""
     require_test_images(data)
     x = fixed_test_pixels(data.test_images, pixels)
     reference_x = fixed_test_pixels(data.train_images[:KNN_REFERENCE_IMAGES], pixels)
     codes = encode_all(model, x, batch_size)
     reference_codes = encode_all(model, reference_x, batch_size)
+    labelled = ref is not None
     return {
+        "labelled": labelled,
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
         "samples": sample_quality(model, ref.classifier, ref.real_features, codes, data.test_labels, reference_codes,
-                                  batch_size,
-                                  real_radii=ref.real_radii),
-        "latent": latent_metrics(codes, data.test_labels, reference_codes, data.train_labels[:KNN_REFERENCE_IMAGES]),
+                                  batch_size, real_radii=ref.real_radii) if labelled else {},
+        "latent": latent_metrics(codes, data.test_labels if labelled else None, reference_codes,
+                                 data.train_labels[:KNN_REFERENCE_IMAGES] if labelled else None),
     }

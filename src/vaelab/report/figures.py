@@ -31,9 +31,10 @@ NOTE_COLOUR = "darkred"
 
 
 def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """[rows, cols, H, W] images -> one 2-D mosaic with `pad` grey pixels between them."""
-    rows, cols, h, w = images.shape
-    mosaic = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), PAD_VALUE)
+    """[rows, cols, H, W] grey or [rows, cols, H, W, C] colour images -> one mosaic with `pad` grey pixels
+    between them."""
+    rows, cols, h, w = images.shape[:4]
+    mosaic = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, *images.shape[4:]), PAD_VALUE)
     for r in range(rows):
         for c in range(cols):
             mosaic[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[r, c]
@@ -41,7 +42,8 @@ def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
 
 
 def show_images(ax, images: np.ndarray) -> None:
-    ax.imshow(tile(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    """Grey levels through the grey colour map, colour images as they are (imshow ignores cmap for RGB)."""
+    ax.imshow(np.clip(tile(images), 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -95,7 +97,7 @@ def scatter_codes(ax, view: RunView, coloured: bool = True) -> None:
     points = view.points
     y = points[:, 1] if points.shape[1] > 1 else np.zeros(len(points))
     size = float(np.clip(10_000 / len(points), 2, 6))  # fewer codes, larger dots
-    if coloured:
+    if coloured and view.classes:
         ax.scatter(points[:, 0], y, c=view.labels % 10, cmap=CLASS_COLOURS, vmin=-0.5, vmax=9.5, s=size, alpha=0.6,
                    linewidths=0, rasterized=True)
     else:
@@ -126,19 +128,26 @@ def scatter_figure(views: list[RunView]) -> Figure:
     axes = fig.subplots(1, len(views))
     for ax, view in zip(np.atleast_1d(axes), views):
         scatter_codes(ax, view)
-        class_ellipses(ax, view)
         mark_origin(ax, view, named=False)
+        if not view.spreads:  # unlabelled data: no classes to colour or compare
+            ax.set_title(f"{view.label}: test codes (no labels)", fontsize=10)
+            continue
+        class_ellipses(ax, view)
         widest, narrowest = view.widest, view.narrowest
         ax.set_title(f"{view.label}: test codes\nwidest class {widest.name} (√det S {widest.spread:.2g}), "
                      f"narrowest {narrowest.name} ({narrowest.spread:.2g})", fontsize=10)
     origin = Line2D([], [], marker="+", markersize=12, markeredgewidth=2, linestyle="", color="black", label="z = 0")
-    fig.legend(handles=legend_handles(views[0].classes) + [origin], loc="outside right center", title="class",
-               frameon=False)
+    fig.legend(handles=legend_handles(views[0].classes) + [origin], loc="outside right center",
+               title="class" if views[0].classes else None, frameon=False)
     note_axes(fig, views)
     return fig
 
 
 def scatter_caption(views: list[RunView]) -> str:
+    if not all(v.spreads for v in views):
+        return ("The codes of every test image (the data has no labels, so no class colours or class spreads), drawn "
+                "on " + "; ".join(f"{v.label}: {v.projection.description}" for v in views) + ". + marks z = 0."
+                + reproduces(views, "scatter"))
     spreads = "; ".join(f"{v.label}: widest {v.widest.name}, narrowest {v.narrowest.name}, "
                         f"{v.widest.spread / v.narrowest.spread:.2g}× apart" for v in views)
     return ("The codes of every test image, coloured by class, drawn on "
@@ -162,10 +171,10 @@ def samples_figure(views: list[RunView]) -> Figure:
         for i, (px, py) in enumerate(marked[:, :2] if marked.shape[1] > 1 else np.c_[marked, np.zeros(len(marked))]):
             left.annotate(str(i + 1), (px, py), fontsize=7, color="crimson", xytext=(2, 2), textcoords="offset points")
         left.set_title(f"{view.label}: drawn points (×)")
-        n, (h, w) = len(view.sample_images), view.sample_images.shape[1:]
+        n, (h, w), pixel = len(view.sample_images), view.sample_images.shape[1:3], view.sample_images.shape[3:]
         cols = (n + 1) // 2
-        padded = np.concatenate([view.sample_images, np.full((2 * cols - n, h, w), PAD_VALUE)])
-        show_images(right, padded.reshape(2, cols, h, w))
+        padded = np.concatenate([view.sample_images, np.full((2 * cols - n, h, w, *pixel), PAD_VALUE)])
+        show_images(right, padded.reshape(2, cols, h, w, *pixel))
         for i in range(n):
             right.text((i % cols) * (w + 1) + 1, (i // cols) * (h + 1) + 1, str(i + 1), color="crimson",
                        fontsize=7, va="top")
@@ -185,7 +194,7 @@ def grid_figure(views: list[RunView]) -> Figure:
     fig = new_figure(6.0 * len(views), 6.4)
     for ax, view in zip(np.atleast_1d(fig.subplots(1, len(views))), views):
         show_images(ax, view.grid_images)
-        rows, cols, h, w = view.grid_images.shape
+        rows, cols, h, w = view.grid_images.shape[:4]
         z1, z2 = view.grid_ticks
         col_ticks = np.linspace(0, cols - 1, 5).round().astype(int)
         ax.set_xticks(col_ticks * (w + 1) + w / 2, [f"{z1[i]:.2g}" for i in col_ticks])
@@ -201,7 +210,7 @@ def grid_figure(views: list[RunView]) -> Figure:
 
 def mark_grid_origin(ax, view: RunView) -> str:
     """Mark (z₁, z₂) = (0, 0) on the mosaic where the grid reaches it; else return words for the title."""
-    rows, cols, h, w = view.grid_images.shape
+    rows, cols, h, w = view.grid_images.shape[:4]
     z1, z2 = view.grid_ticks
     if not (z1.min() <= 0 <= z1.max() and (rows == 1 or z2.min() <= 0 <= z2.max())):
         return "\n(z₁, z₂) = (0, 0) lies outside it"
@@ -231,7 +240,7 @@ def reconstructions_figure(views: list[RunView]) -> Figure:
     for ax, view in zip(np.atleast_1d(fig.subplots(len(views), 1)), views):
         pairs = np.stack([view.originals, view.reconstructions])
         show_images(ax, pairs)
-        h, w = pairs.shape[2:]
+        h, w = pairs.shape[2:4]
         for i, code in enumerate(view.original_codes):
             ax.text(i * (w + 1) + w / 2, 2 * (h + 1) + 1, format_code(code), ha="center", va="top", fontsize=7)
         ax.set_title(f"{view.label}: originals (top), reconstructions (bottom), codes below")

@@ -41,6 +41,9 @@ def metrics_table(study: dict) -> str:
 
 def calibration(study: dict) -> str:
     c = study["calibration"]
+    if not c:
+        return (f"<p>{escape(study['dataset']['name'])} has no labels: there is no reference classifier, so the "
+                "metrics read through it and flaw 3's class metrics say <i>needs labels</i>.</p>")
     return ("<ul>"
             f"<li>Reference classifier test accuracy: <b>{c['classifier_test_accuracy']:.2%}</b> on "
             f"{escape(study['dataset']['name'])}.</li>"
@@ -80,7 +83,7 @@ def render_html(study: dict, figures: list[RenderedFigure]) -> str:
 <h1>{escape(title)}</h1>
 <ul id="verdicts" class="verdicts">{plain}</ul>
 <p>The three flaws of an autoencoder's latent space (Generative Deep Learning, ch. 3), measured on
-{study['calibration']['n_images']} test images of {escape(study['dataset']['name'])}.
+{study['dataset']['n_test']} test images of {escape(study['dataset']['name'])}.
 <span class=muted>vaelab {escape(study['versions']['vaelab'])}; {escape(seconds)}.</span></p>
 <h2>What the numbers show</h2>{flaws}
 <h2>Metrics</h2>{metrics_table(study)}

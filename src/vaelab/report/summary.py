@@ -9,7 +9,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from vaelab.metrics.catalogue import CATALOGUE, FLAWS, Metric, headline
+from vaelab.metrics.catalogue import CATALOGUE, FLAWS, NEEDS_LABELS, Metric, headline
 
 # What each flaw's numbers are, filled from one run's metrics, and what being better on it means.
 EVIDENCE = {
@@ -56,21 +56,28 @@ class Row:
     values: list[float | None]
     best: int | None  # index of the better run, None for a tie or when a value is missing
     spreads: list[float | None]  # standard deviations over seeds, None for a single seed
+    unlabelled: bool = False  # a metric that needs labels, on unlabelled data: the cells say so
 
     def text(self, index: int) -> str:
         """The cell: the value, with ± its standard deviation over seeds where there are several."""
+        if self.unlabelled:
+            return NEEDS_LABELS
         spread = self.spreads[index]
         return format_value(self.values[index]) + (f" ± {format_value(spread)}" if spread is not None else "")
 
 
 def table(run_metrics: list[dict], run_spreads: list[dict | None] | None = None) -> list[Row]:
-    """One row per catalogued metric that at least one run has; `run_spreads` are the runs' standard
-    deviations over seeds (None for a run of one seed)."""
+    """One row per catalogued metric that at least one run has, and on unlabelled data one saying "needs labels"
+    for each metric that needs them; `run_spreads` are the runs' standard deviations over seeds (None for a
+    run of one seed)."""
     run_spreads = run_spreads or [None] * len(run_metrics)
+    unlabelled = not all(m.get("labelled", True) for m in run_metrics)
     rows = []
     for metric in CATALOGUE:
         values = [metric.value(m) for m in run_metrics]
         if all(v is None for v in values):
+            if unlabelled and metric.needs_labels:
+                rows.append(Row(metric, values, None, [None] * len(values), unlabelled=True))
             continue
         best = metric.best(*values) if len(values) == 2 and None not in values else None
         spreads = [metric.value(s) if s else None for s in run_spreads]
@@ -86,10 +93,13 @@ class Verdict:
     better: str | None  # the better run's label, None for a tie or a difference within the seeds' spread
     sentence: str
     seeds: str | None = None  # "3/3 seeds": in how many seeds the better run was ahead (several seeds only)
+    needs_labels: bool = False  # not judged: the headline metric needs labels the data lacks
     plain: str = field(init=False)  # the verdict in plain words, for the top of the report
 
     def __post_init__(self):
         outcome = f"the {self.better} is better" if self.better else "no clear difference"
+        if self.needs_labels:
+            outcome = NEEDS_LABELS
         if self.better and self.seeds:
             outcome += f", {self.seeds}"
         object.__setattr__(self, "plain", f"Flaw {self.flaw} ({self.problem}): {outcome}.")
@@ -114,15 +124,21 @@ def seed_verdict(metric: Metric, per_seed: list[list[float]], labels: list[str])
                          f"ahead in {count}")
 
 
-def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float,
+def verdicts(labels: list[str], run_metrics: list[dict], real_precision: float | None,
              seed_metrics: list[list[dict]] | None = None) -> list[Verdict]:
     """One sentence per flaw: each run's evidence, then which run the headline metric favours. `run_metrics`
     are the runs' (mean) metrics; with several seeds per run (`seed_metrics`) a run wins a flaw only when the
-    difference exceeds the seeds' spread."""
+    difference exceeds the seeds' spread. A flaw whose headline needs labels that the data lacks (then
+    `real_precision` is None) is said to need them."""
     several = seed_metrics is not None and len(seed_metrics) == 2 and min(map(len, seed_metrics)) > 1
     result = []
     for flaw, problem in FLAWS.items():
         metric = headline(flaw)
+        if any(metric.value(m) is None for m in run_metrics) and metric.needs_labels:
+            result.append(Verdict(flaw, problem, metric.key, None,
+                                  f"Flaw {flaw}, {problem}: {NEEDS_LABELS} - {metric.name} is read through the "
+                                  f"dataset's classes, and this dataset has none.", needs_labels=True))
+            continue
         evidence = "; ".join(f"for the {label}, {EVIDENCE[flaw].format(**m)}" for label, m in zip(labels, run_metrics))
         best = metric.best(*(metric.value(m) for m in run_metrics)) if len(run_metrics) == 2 else None
         count, reason = None, ""

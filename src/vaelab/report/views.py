@@ -24,6 +24,7 @@ TRAVERSED_DIMS = 8
 INTERPOLATIONS = 5
 VIEW_SEED = 99
 POSTERIOR_IMAGES = 5  # test images whose q(z|x) the posterior figure draws
+UNLABELLED_SHOWN = 10  # test images reconstructed (one per class when labelled) for unlabelled data: the first ten
 SPAN_RATIO = 1.5  # the scatters' axes "differ" when one run's code span is this many times another's
 # The book's VAE (1000 * mean-pixel MSE + KL, latent 2, MNIST) ends its 200 epochs at this loss (ch. 3).
 BOOK_FINAL_LOSS = 43.0
@@ -217,8 +218,10 @@ def posterior_ellipses(mean: torch.Tensor, logvar: torch.Tensor | None, projecti
 
 
 def images(x: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] -> [N, H, W] (first channel) as float arrays for imshow."""
-    return x[:, 0].detach().cpu().numpy()
+    """[N, C, H, W] -> float arrays for imshow: [N, H, W] grey levels for one channel, [N, H, W, C] colour for
+    RGB (and RGBA); other channel counts show their first channel."""
+    x = x.detach().cpu()
+    return (x.permute(0, 2, 3, 1) if x.shape[1] in (3, 4) else x[:, 0]).numpy()
 
 
 @torch.no_grad()
@@ -227,7 +230,8 @@ def latent_grid(model, side: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
     top = high); other dimensions at the centre (quantile 1/2). A 1-D code gives one row."""
     zz = model.prior.grid(side)
     rows, _, d = zz.shape
-    grid = images(decode_all(model, zz.view(-1, d))).reshape(rows, side, *model.config.image_shape[1:])
+    decoded = images(decode_all(model, zz.view(-1, d)))
+    grid = decoded.reshape(rows, side, *decoded.shape[1:])
     zz = zz.cpu().numpy()
     return grid, (zz[0, :, 0], zz[:, 0, 1] if d >= 2 else np.zeros(1))
 
@@ -270,7 +274,8 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
     generator = torch.Generator(model.device).manual_seed(VIEW_SEED)
     sample_codes = prior.sample(SAMPLES, generator)
     grid, ticks = latent_grid(model, GRID_SIDE)
-    chosen = first_of_each_class(data.test_labels)
+    labelled = bool(data.classes)  # unlabelled data: no class colours, no class spreads (flaw 3 needs labels)
+    chosen = first_of_each_class(data.test_labels) if labelled else torch.arange(min(UNLABELLED_SHOWN, len(x)))
     shown = chosen[::max(1, len(chosen) // POSTERIOR_IMAGES)][:POSTERIOR_IMAGES]
     posterior = model.posterior(x[shown].to(model.device))
     projection = projection_for(code_array)
@@ -288,7 +293,7 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
         original_codes=code_array[chosen.numpy()], history=history,
         traversals=traversals(model, codes[chosen[0]]) if above_2d else None,
         interpolations=interpolations(model, codes[chosen]) if above_2d else None,
-        spreads=spreads_of(code_array, labels, projection, data.classes),
+        spreads=spreads_of(code_array, labels, projection, data.classes) if labelled else [],
         posterior_images=images(x[shown]), posterior_labels=labels[shown.numpy()],
         posterior_means=posterior.mean.cpu().numpy(),
         posterior_ellipses=posterior_ellipses(posterior.mean, posterior.logvar, projection),
