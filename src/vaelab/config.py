@@ -20,9 +20,12 @@ from vaelab.models.registry import model_class
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "auto"  # 'auto' = full MNIST when available, else mnist-sample
+    dataset: str = "auto"  # 'auto' = full MNIST when available, else mnist-sample; or a folder / .npz / .npy path
     data_dir: str | None = None
     pixels: str = "continuous"  # continuous | dynamic | static
+    image_size: tuple[int, int] | None = None  # (height, width) to crop and resize to; None: the data's own
+    channels: int | None = None  # 1 | 3; None: the data's own
+    test_fraction: float = 0.1  # test share of a source without its own split (stratified, seeded)
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,14 @@ def validate(config: RunConfig) -> RunConfig:
         raise VaelabError(f"unknown likelihood {config.model.likelihood!r}; choose from: {', '.join(LIKELIHOODS)}")
     if config.model.r_loss_factor is None:
         config = config.replace(model={"r_loss_factor": model.default_r_loss_factor})
-    m, t = config.model, config.train
+    d, m, t = config.data, config.model, config.train
     channels, height, width = m.image_shape
     checks = [
+        (d.image_size is None or all(1 <= side <= MAX_IMAGE_SIDE for side in d.image_size),
+         f"image-size sides must be 1-{MAX_IMAGE_SIDE}, got {d.image_size}"),
+        (d.channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {d.channels}"),
+        (math.isfinite(d.test_fraction) and 0 <= d.test_fraction < 1,
+         f"test-fraction must be at least 0 and below 1, got {d.test_fraction}"),
         (m.latent_dim >= 1, f"latent-dim must be at least 1, got {m.latent_dim}"),
         (m.latent_dim <= MAX_LATENT_DIM, f"latent-dim must be at most {MAX_LATENT_DIM}, got {m.latent_dim}"),
         (1 <= channels <= MAX_CHANNELS and 1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from vaelab.data import fixed_test_pixels, load_dataset
+from vaelab.data import fixed_test_pixels, load_data
 from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
@@ -39,7 +40,8 @@ def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | No
     config, raw = read_config(run_dir)
     model = load(run_dir, resolve_device(device))
     batch_size = batch_size or config.train.eval_batch_size
-    data = load_dataset(dataset or config.data.dataset, data_dir or config.data.data_dir)
+    data = load_data(replace(config.data, dataset=dataset or config.data.dataset,
+                             data_dir=data_dir or config.data.data_dir))
     if tuple(data.image_shape) != tuple(config.model.image_shape):
         raise VaelabError(f"{data.name} images are {data.image_shape}, but {run_dir} was trained on "
                           f"{tuple(config.model.image_shape)}")

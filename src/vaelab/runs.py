@@ -371,11 +371,10 @@ def is_run(run_dir: Path) -> bool:
 def check_config(config: RunConfig) -> RunConfig:
     """The checks of a new run, also applied to every config read back: types and ranges (`validate`), then
     every name, and the model built on the meta device (its sizes, no memory) - all before anything real."""
-    from vaelab.data import DATASETS, pixel_transform  # noqa: PLC0415
+    from vaelab.data import check_dataset_name, pixel_transform  # noqa: PLC0415
 
     config = validate(config)
-    if config.data.dataset not in ("auto", *DATASETS):
-        raise VaelabError(f"unknown dataset {config.data.dataset!r}; choose from: auto, {', '.join(DATASETS)}")
+    check_dataset_name(config.data.dataset)
     pixel_transform(config.data.pixels)
     if config.train.device not in DEVICES:
         raise VaelabError(f"unknown device {config.train.device!r}; choose from: {', '.join(DEVICES)}")

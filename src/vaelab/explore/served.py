@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaelab.data import ImageData, fixed_test_pixels, load_dataset
+from vaelab.data import ImageData, fixed_test_pixels, load_data
 from vaelab.errors import VaelabError
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, cache_folder, load_cached
 from vaelab.metrics.manifold import CHUNK, knn_radii
@@ -187,9 +187,9 @@ def load_runs(run_dirs: list[str | Path],
             raise VaelabError(f"{run_dir}: the explorer shows a plane of the latent space, which needs "
                               f"latent_dim >= 2 (this run has {config.model.latent_dim})")
         model = load(run_dir)
-        key = (config.data.dataset, config.data.data_dir)
+        key = config.data
         if key not in datasets:
-            datasets[key] = load_dataset(*key)
+            datasets[key] = load_data(key)
         data = datasets[key]
         if tuple(data.image_shape) != tuple(config.model.image_shape):
             raise VaelabError(f"{run_dir}: {data.name} images are {data.image_shape}, but the model was "

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from vaelab import __version__
 from vaelab.config import RunConfig
-from vaelab.data import ImageData, fixed_test_pixels, load_dataset, pixel_transform
+from vaelab.data import ImageData, fixed_test_pixels, load_data, pixel_transform
 from vaelab.errors import VaelabError
 from vaelab.models import build_model
 from vaelab.runs import (
@@ -63,7 +63,6 @@ from vaelab.train.speed import autocast, check_levers, resolve_precision, set_le
 
 log = logging.getLogger("vaelab")
 NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device sync)
-PRIOR_FIT_IMAGES = 10_000  # training images whose codes define an AE's sampling box
 
 
 class TrainingInterrupted(Exception):
@@ -208,8 +207,10 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     model, optimizer, config, cluster = session.model, session.optimizer, session.config, session.cluster
     pixels = pixel_transform(config.data.pixels)
     test_x = fixed_test_pixels(session.data.test_images, config.data.pixels)
-    prior_x = fixed_test_pixels(session.data.train_images[:PRIOR_FIT_IMAGES], config.data.pixels)
-    images = session.data.train_images.to(session.device)
+    fits_prior = model.prior_fit_images > 0  # an AE's box, from the codes of the first training images
+    prior_x = fixed_test_pixels(session.data.train_images[:model.prior_fit_images], config.data.pixels)
+    # in-memory data moves to the device once; memory-mapped data stays on disk and each batch is gathered from it
+    images = session.data.train_images.to(session.device) if session.data.in_memory else session.data.train_images
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
     length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
@@ -243,7 +244,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             for step, batch in epoch_batches(n, batch_size, order, progress.step):
                 index = cluster.shard(batch)
                 if len(index):
-                    x = pixels(images[index]).contiguous(memory_format=memory_format)
+                    rows = images[index] if images.device == index.device else images[index.cpu()].to(session.device)
+                    x = pixels(rows).contiguous(memory_format=memory_format)
                     set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule,
                                       length.fraction(progress.steps_done, seconds))
                     with autocast(config.train.precision, session.device):
@@ -290,7 +292,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             progress = dataclasses.replace(progress, epoch=epoch, step=0, permutation=None, sums={},
                                            train_seconds=progress.train_seconds + step_seconds)
             if cluster.is_main:
-                model.fit_prior(prior_x.to(session.device), config.train.eval_batch_size)
+                if fits_prior:
+                    model.fit_prior(prior_x.to(session.device), config.train.eval_batch_size)
                 test = loss_terms(model, test_x, config.train.eval_batch_size)
                 history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(step_seconds, 3),
                                 "images": epoch_images, "images_per_s": round(epoch_images / step_seconds, 1),
@@ -342,7 +345,7 @@ def build_for_training(config: RunConfig, device: torch.device) -> torch.nn.Modu
 def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     device = resolve_device(config.train.device)
     cluster = join(device)
-    data = load_dataset(config.data.dataset, config.data.data_dir)
+    data = load_data(config.data)
     trains = config.train.epochs > 0 or config.train.steps is not None or config.train.time_budget is not None
     if not len(data.train_images) or (trains and not len(data.test_images)):  # each epoch ends with a test pass
         raise VaelabError(f"{data.name} has {len(data.train_images)} training and {len(data.test_images)} test "
