@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vaelab.data import DATASETS, load_dataset
 from vaelab.data.idx import write_idx
@@ -52,3 +54,20 @@ def isolated_cache(tmp_path, monkeypatch):
     """Never read or write the user's cache, never pick up a data dir from the environment."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("VAELAB_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def rgb_data(monkeypatch, mnist_sample):
+    """Training reads 96/32 random 3x16x16 images (a fixed seed), whatever dataset the run names: small colour
+    data for the network, export and logging tests, with no image files to convert."""
+    from vaelab.train import loop
+
+    g = torch.Generator().manual_seed(0)
+    data = dataclasses.replace(
+        mnist_sample, origin="random colour images made by the test",  # keeps a name run configs accept
+        train_images=torch.randint(0, 256, (96, 3, 16, 16), generator=g, dtype=torch.uint8),
+        train_labels=torch.arange(96) % 10,
+        test_images=torch.randint(0, 256, (32, 3, 16, 16), generator=g, dtype=torch.uint8),
+        test_labels=torch.arange(32) % 10)
+    monkeypatch.setattr(loop, "load_data", lambda config: data)
+    return data

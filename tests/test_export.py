@@ -48,6 +48,15 @@ def test_book_vae_on_grey_digits(tiny_data_dir, mnist_sample, tmp_path, capsys):
     assert info["image_shape"] == [1, 28, 28] and list(info["encoder"]["outputs"]) == ["mean", "logvar"]
 
 
+def test_faces_ae_on_colour_images_uses_batchnorm_statistics(rgb_data, tmp_path):
+    run = vaelab.train(vaelab.preset("book-faces-vae").replace(
+        model={"model": "ae", "latent_dim": 4}, train={"epochs": 1, "device": "cpu"}), tmp_path / "run",
+        show_progress=False)
+    out = vaelab.export_onnx(run, tmp_path / "onnx")
+    info = assert_matches_pytorch(run, out, rgb_data.test_images)
+    assert info["image_shape"] == [3, 16, 16] and list(info["encoder"]["outputs"]) == ["mean"]
+
+
 def test_refuses_a_non_run_and_a_taken_folder(tiny_data_dir, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")
