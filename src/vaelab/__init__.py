@@ -6,6 +6,7 @@ The public API (the CLI calls only these):
     vaelab.resume("runs/vae", epochs=10)
     vaelab.evaluate("runs/vae")                      # add iw_samples=1000 for the study's metrics
     vaelab.compare(out="compare")                    # AE vs VAE: the three flaws -> compare/report.html
+    vaelab.sweep("0,0.1,1", out="sweep")             # the VAE at each KL weight beta, against the AE
     model = vaelab.load("runs/vae"); z = model.encode(x); x2 = model.decode(z)
     vaelab.export_onnx("runs/vae", "onnx/vae")       # encoder.onnx + decoder.onnx for other runtimes
 """
@@ -20,7 +21,8 @@ from vaelab.evaluate import evaluate  # noqa: E402
 from vaelab.explore import explore  # noqa: E402
 from vaelab.export import export_onnx  # noqa: E402
 from vaelab.runs import load  # noqa: E402
+from vaelab.sweep import sweep  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
 __all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "dataset_info",
-           "evaluate", "explore", "export_onnx", "load", "load_dataset", "preset", "resume", "train"]
+           "evaluate", "explore", "export_onnx", "load", "load_dataset", "preset", "resume", "sweep", "train"]

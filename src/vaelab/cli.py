@@ -53,6 +53,8 @@ def build_parser() -> Parser:
     model.add_argument("--likelihood", help="gaussian (default) | bernoulli")
     model.add_argument("--r-loss-factor", type=float,
                        help="gaussian: loss = factor * mean-pixel MSE (default: the book's, AE 1, VAE 1000)")
+    model.add_argument("--beta", type=float, help="VAE: loss = reconstruction + BETA * KL (default: 1, the VAE; "
+                                                  "Higgins et al. 2017's beta-VAE)")
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, help="total epochs (default: 10)")
     opt.add_argument("--steps", type=int, help="train for exactly this many optimiser steps instead of epochs "
@@ -69,6 +71,9 @@ def build_parser() -> Parser:
                                          "| auto (bf16 where the hardware has it)")
     opt.add_argument("--channels-last", action="store_true", default=None,
                      help="NHWC layout for the conv net (faster with oneDNN)")
+    opt.add_argument("--kl-warmup", type=float, metavar="FRACTION",
+                     help="raise the KL term's weight linearly from 0 to 1 over this fraction of the run "
+                          "(default: 0, off; the study's VAE: 0.25)")
     train.add_argument("--log", metavar="tensorboard[=DIR]",
                        help="also log every loss term per step and epoch, and pictures of reconstructions and samples "
                             "per epoch, for TensorBoard (default DIR: RUN/tensorboard; needs vaelab[tensorboard])")
@@ -110,6 +115,29 @@ def build_parser() -> Parser:
     compare.add_argument("--iw-samples", type=int, default=IW_SAMPLES, metavar="K",
                          help=f"importance samples for the VAE's likelihood bound (default: {IW_SAMPLES})")
     compare.set_defaults(handler=run_compare)
+
+    sweep = commands.add_parser("sweep", help="the KL dial: train the VAE at several beta (and the AE), measure the "
+                                              "three flaws against beta, write report.html (docs/sweep.md)")
+    sweep.add_argument("--beta", required=True, metavar="LIST",
+                       help="comma-separated KL weights, e.g. 0,0.01,0.03,0.1,0.3,1,3")
+    sweep.add_argument("--out", default="sweep", help="new report folder (default: sweep)")
+    sweep.add_argument("--dataset", help="auto (default), mnist, fashion-mnist, mnist-sample")
+    sweep.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
+    sweep.add_argument("--arch", help="mlp (the study's fast network, default) | conv, for every run")
+    sweep.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
+    sweep.add_argument("--epochs", type=int, help="epochs for each run instead of a time budget")
+    sweep.add_argument("--time-budget", type=duration, metavar="DURATION",
+                       help="the whole sweep's training time (90s, 5m, 1h), shared out over its runs; default: "
+                            "each run gets the compare study's budget (4m on full MNIST, 1m30s on a small dataset)")
+    sweep.add_argument("--seeds", type=int, default=1, metavar="N",
+                       help="train N seeds per beta and of the AE; a beta fixes a flaw only beyond the seeds' spread")
+    sweep.add_argument("--seed", type=int)
+    sweep.add_argument("--device", default="auto")
+    sweep.add_argument("--iw-samples", type=int, default=IW_SAMPLES, metavar="K",
+                       help=f"importance samples for the likelihood bound (default: {IW_SAMPLES})")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="replace an existing report at --out, once the new one is complete")
+    sweep.set_defaults(handler=run_sweep)
 
     export = commands.add_parser("export", help="write a run's encoder and decoder as ONNX models (docs/export.md)")
     export.add_argument("run", help="run folder")
@@ -162,9 +190,9 @@ def image_size(text: str) -> tuple[int, int]:
 
 
 SECTIONS = {"data": ("dataset", "data_dir", "pixels", "image_size", "channels", "test_fraction"),
-            "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor"),
+            "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor", "beta"),
             "train": ("epochs", "steps", "time_budget", "batch_size", "lr", "seed", "device", "lr_schedule",
-                      "precision", "channels_last")}
+                      "kl_warmup", "precision", "channels_last")}
 
 
 LENGTH = ("epochs", "steps", "time_budget")  # what a resumed run may change
@@ -268,6 +296,15 @@ def run_data_info(args: argparse.Namespace) -> None:
     for key, value in info.items():
         shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"{key + ':':<24} {shown}")
+
+
+def run_sweep(args: argparse.Namespace) -> None:
+    check_data_flags(args)
+    report = vaelab.sweep(args.beta, args.out, dataset=args.dataset, data_dir=args.data_dir, arch=args.arch,
+                          latent_dim=args.latent_dim, epochs=args.epochs, time_budget=args.time_budget,
+                          seed=args.seed, seeds=args.seeds, device=args.device, iw_samples=args.iw_samples,
+                          overwrite=args.overwrite, show_progress=not args.quiet)
+    print(report / "report.html")
 
 
 def run_export(args: argparse.Namespace) -> None:

@@ -56,11 +56,14 @@ class StudyPreset:
 
 STUDY_PRESETS = {
     # The best trained models per minute on 2 CPU cores, chosen by measurement (docs/training.md): the book's
-    # losses on the 784-512-256 MLP (about 10x cheaper per image than the book's conv net), batch 128, Adam 2e-3
-    # with warm-up and cosine decay over a time budget; each run in its own single-threaded process.
-    "fast": StudyPreset("the book's losses on the MLP (784-512-256-2 and mirror), batch 128, Adam 2e-3, warm-up and "
-                        "cosine decay over a time budget (4m on full MNIST, 1m30s on a small dataset)",
-                        {"arch": "mlp"}, {"batch_size": 128, "lr": 2e-3, "lr_schedule": "warmup-cosine"}, timed=True),
+    # losses on the 784-512-256 MLP (about 10x cheaper per image than the book's conv net), batch 128, Adam 3e-3
+    # with warm-up and cosine decay over a time budget, the VAE's KL weight warmed up over the first quarter;
+    # each run in its own single-threaded process.
+    "fast": StudyPreset("the book's losses on the MLP (784-512-256-2 and mirror), batch 128, Adam 3e-3, warm-up and "
+                        "cosine decay over a time budget (4m on full MNIST, 1m30s on a small dataset), the KL "
+                        "term's weight rising from 0 to 1 over the first quarter",
+                        {"arch": "mlp"}, {"batch_size": 128, "lr": 3e-3, "lr_schedule": "warmup-cosine",
+                                          "kl_warmup": 0.25}, timed=True),
     # Generative Deep Learning, ch. 3 as printed: conv net, batch 32, lr 5e-4 (epochs: vaelab's default unless given).
     "book": StudyPreset("the book's exact settings: book-ae and book-vae presets (conv net, batch 32, lr 5e-4)",
                         {}, {}),
@@ -198,7 +201,7 @@ def describe_run(label: str, run_dirs: list[Path], shown_paths: list[str], confi
     mean, spread = aggregate(seed_metrics)
     return {"label": label, "path": shown_paths[0], "model": config.model.model, "arch": config.model.arch,
             "latent_dim": config.model.latent_dim, "likelihood": config.model.likelihood,
-            "r_loss_factor": config.model.r_loss_factor, "pixels": config.data.pixels, "epochs": len(history),
+            "r_loss_factor": config.model.r_loss_factor, "beta": config.model.beta, "pixels": config.data.pixels, "epochs": len(history),
             "steps": history[-1].get("steps") if history else 0, "batch_size": config.train.batch_size,
             "lr": config.train.lr, "time_budget": config.train.time_budget,
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "metrics": mean,
@@ -223,11 +226,23 @@ def aggregate(seed_metrics: list[dict]) -> tuple[dict, dict]:
     return mean, spread
 
 
-def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, data_dir: str | None, device: str,
-          iw_samples: int, classifier: Recipe, show_progress: bool, seconds: dict,
-          data: ImageData | None = None) -> tuple[dict, list]:
-    """Measure each model's runs (one per seed) and write the figures, drawn from each model's first seed,
-    into `folder`; return metrics.json's content and the figures."""
+@dataclass
+class Measured:
+    """Each group's runs (one per seed) measured on one dataset with one reference classifier."""
+
+    data: ImageData
+    calibration: dict  # the reference classifier's numbers on real images
+    labels: list[str]
+    runs: list[dict]  # each group's metrics.json entry (describe_run)
+    views: list  # each group's first seed, drawn
+    seed_metrics: list[list[dict]]  # each group's metrics per seed
+
+
+def measure(groups: list[list[Path]], shown: list[list[str]], *, data_dir: str | None, device: str, iw_samples: int,
+            classifier: Recipe, show_progress: bool, seconds: dict, data: ImageData | None = None,
+            labels: list[str] | None = None) -> Measured:
+    """Every metric of each group's runs and a view of its first seed, with the dataset's reference
+    classifier (shared by compare and sweep); `labels` default to the models' names."""
     data = shared_data([d for group in groups for d in group], data_dir, data)
     target = resolve_device(device)
     started = time.perf_counter()
@@ -238,7 +253,7 @@ def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, dat
 
     started = time.perf_counter()
     configs = [[read_config(d)[0] for d in group] for group in groups]
-    labels = run_labels([group[0] for group in groups], [c[0].model.model for c in configs])
+    labels = labels or run_labels([group[0] for group in groups], [c[0].model.model for c in configs])
     runs, views, seed_metrics = [], [], []
     for label, run_dirs, shown_paths, group_configs in zip(labels, groups, shown, configs):
         metrics = []
@@ -252,7 +267,18 @@ def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, dat
         runs.append(describe_run(label, run_dirs, shown_paths, group_configs, metrics))
         seed_metrics.append(metrics)
     seconds["metrics"] = time.perf_counter() - started
+    return Measured(data, ref.calibration if ref is not None else {}, labels, runs, views, seed_metrics)
 
+
+def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, data_dir: str | None, device: str,
+          iw_samples: int, classifier: Recipe, show_progress: bool, seconds: dict,
+          data: ImageData | None = None) -> tuple[dict, list]:
+    """Measure each model's runs (one per seed) and write the figures, drawn from each model's first seed,
+    into `folder`; return metrics.json's content and the figures."""
+    measured = measure(groups, shown, data_dir=data_dir, device=device, iw_samples=iw_samples, classifier=classifier,
+                       show_progress=show_progress, seconds=seconds, data=data)
+    data, labels, runs, views, seed_metrics = (measured.data, measured.labels, measured.runs, measured.views,
+                                               measured.seed_metrics)
     started = time.perf_counter()
     figures = render(views)
     (folder / FIGURE_FOLDER).mkdir()
@@ -263,10 +289,10 @@ def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, dat
     result = {
         "format": "vaelab-study-1",
         "dataset": {k: v for k, v in data.identity().items() if k != "origin"},
-        "calibration": ref.calibration if ref is not None else {},
+        "calibration": measured.calibration,
         "runs": runs,
         "verdicts": [asdict(v) for v in verdicts(labels, [r["metrics"] for r in runs],
-                                                  ref.calibration["precision_train_vs_test"] if ref else None,
+                                                  measured.calibration.get("precision_train_vs_test"),
                                                   seed_metrics)],
         "projections": {view.label: view.projection.description for view in views},
         "figures": [{"file": f"{FIGURE_FOLDER}/{f.name}.png", "title": f.title, "caption": f.caption}

@@ -54,6 +54,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
     channels_last: bool = False  # NHWC layout for conv weights and batches
+    kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,8 @@ def validate(config: RunConfig) -> RunConfig:
         (math.isfinite(m.r_loss_factor) and m.r_loss_factor > 0,
          f"r-loss-factor must be a positive number, got {m.r_loss_factor}"),
         (math.isfinite(m.beta) and m.beta >= 0, f"beta must be a number of 0 or more, got {m.beta}"),
+        (math.isfinite(t.kl_warmup) and 0 <= t.kl_warmup < 1,
+         f"kl-warmup must be a fraction of the run, at least 0 and below 1, got {t.kl_warmup}"),
         (model.takes_beta or m.beta == 1, f"beta weights a KL term; the {m.model} has none (beta must be 1)"),
     ]
     for ok, message in checks:

@@ -288,9 +288,11 @@ def test_uncompressed_hand_made_idx_files_are_not_verified(tmp_path, mnist_sampl
 
 def test_data_dir_without_a_dataset_is_an_error_not_a_fallback(tmp_path):
     save(tmp_path / "pngs" / "a.png", noise((8, 8)))
+    class_folder(tmp_path / "classes", per_class=1)
     for name in ("auto", "mnist"):
-        with pytest.raises(VaelabError, match=r"holds no mnist dataset.*use --dataset .*pngs"):
-            load_dataset(name, tmp_path / "pngs")
+        for folder in ("pngs", "classes"):
+            with pytest.raises(VaelabError, match=rf"holds no mnist dataset.*use --dataset .*{folder}"):
+                load_dataset(name, tmp_path / folder)
     with pytest.raises(VaelabError, match="--data-dir is for mnist and fashion-mnist"):
         load_dataset(str(tmp_path / "pngs"), tmp_path)
 

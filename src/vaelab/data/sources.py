@@ -158,7 +158,7 @@ class IdxSource:
     def not_in_message(self, data_dir: Path) -> str:
         """--data-dir without the files: say what was expected, and where your own images go instead."""
         own = ""
-        if data_dir.is_dir() and any(is_image(p.name) for p in data_dir.iterdir()):
+        if data_dir.is_dir() and any(is_image(p.name) for p in data_dir.rglob("*")):
             own = f"; for your own images use --dataset {data_dir}"
         elif not data_dir.is_dir():
             own = " (no such folder)"
@@ -427,7 +427,7 @@ def dataset_info(name: str, data_dir: str | Path | None = None, *, image_size: t
         return {"dataset": data.name, "origin": data.origin, "train images": len(data.train_images),
                 "test images": len(data.test_images), "classes": describe_classes(data.classes,
                                                                                    data.train_labels.numpy()),
-                "image shape (C, H, W)": data.image_shape, "cache": f"not used ({data.name} is read as it is)"}
+                "image shape (C, H, W)": data.image_shape, "cache": "not used (held in memory)"}
     check_dataset_name(name)
     source = file_source(name, conversion)
     listing = source.listing()

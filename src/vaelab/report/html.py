@@ -69,6 +69,18 @@ def figure_block(number: int, figure: RenderedFigure) -> str:
             f"<figcaption>{escape(figure.caption)}</figcaption></figure>")
 
 
+def page(title: str, body: str) -> str:
+    """A whole self-contained HTML page: `title` (plain text) as title and heading, then `body` (HTML)."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+{body}
+</body></html>
+"""
+
+
 def render_html(study: dict, figures: list[RenderedFigure]) -> str:
     labels = " vs ".join(run["label"] for run in study["runs"])
     title = f"vaelab: {labels} on {study['dataset']['name']}"
@@ -76,12 +88,7 @@ def render_html(study: dict, figures: list[RenderedFigure]) -> str:
     flaws = "".join(f'<p class="flaw">{escape(v["sentence"])}</p>' for v in study["verdicts"])
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in study["seconds"].items())
     figure_html = "".join(figure_block(i + 1, f) for i, f in enumerate(figures))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{STYLE}</style></head>
-<body>
-<h1>{escape(title)}</h1>
-<ul id="verdicts" class="verdicts">{plain}</ul>
+    return page(title, f"""<ul id="verdicts" class="verdicts">{plain}</ul>
 <p>The three flaws of an autoencoder's latent space (Generative Deep Learning, ch. 3), measured on
 {study['dataset']['n_test']} test images of {escape(study['dataset']['name'])}.
 <span class=muted>vaelab {escape(study['versions']['vaelab'])}; {escape(seconds)}.</span></p>
@@ -89,6 +96,4 @@ def render_html(study: dict, figures: list[RenderedFigure]) -> str:
 <h2>Metrics</h2>{metrics_table(study)}
 <h2>Calibration</h2>{calibration(study)}
 <h2>Figures</h2>{figure_html}
-<h2>Runs</h2>{runs_table(study)}
-</body></html>
-"""
+<h2>Runs</h2>{runs_table(study)}""")

@@ -246,10 +246,10 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                 if len(index):
                     rows = images[index] if images.device == index.device else images[index.cpu()].to(session.device)
                     x = pixels(rows).contiguous(memory_format=memory_format)
-                    set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule,
-                                      length.fraction(progress.steps_done, seconds))
+                    fraction = length.fraction(progress.steps_done, seconds)
+                    set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule, fraction)
                     with autocast(config.train.precision, session.device):
-                        terms = forward(x)
+                        terms = forward(x, kl_weight=kl_warmup_weight(fraction, config.train.kl_warmup))
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     optimizer.step()
@@ -311,6 +311,14 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
         log.info("the %s budget took %d steps; `--steps %d` replays that count exactly",
                  format_duration(config.train.time_budget), progress.steps_done, progress.steps_done)
     return progress
+
+
+def kl_warmup_weight(fraction: float, warmup: float) -> float:
+    """The KL term's weight at `fraction` of the run: rising linearly from 0 to 1 over the first `warmup` of it
+    (Bowman et al. 2016; Sønderby et al. 2016), then 1, so the run ends on the model's own objective. Early on
+    the decoder learns to use the codes before the KL pulls them together: the study's VAE ends with better
+    separated classes in the same time (docs/training.md)."""
+    return min(1.0, fraction / warmup) if warmup > 0 else 1.0
 
 
 def plural(count: int, noun: str) -> str:
