@@ -129,6 +129,12 @@ def test_channels_convert_grey_and_rgb(tmp_path):
     assert rgb.image_shape == (3, 4, 4) and set(rgb.train_images.flatten().tolist()) == {90}
 
 
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    save(tmp_path / "deep" / "d.png", np.array([[0, 257 * 128, 65535, 1000]], np.uint16))
+    data = load_dataset(str(tmp_path / "deep"), test_fraction=0)
+    assert data.train_images[0, 0, 0].tolist() == [0, 128, 255, 4]
+
+
 def test_a_folder_with_any_colour_image_is_rgb(tmp_path):
     save(tmp_path / "some" / "g.png", noise((4, 4)))
     save(tmp_path / "some" / "c.png", noise((4, 4, 3)))

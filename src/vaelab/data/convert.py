@@ -2,7 +2,8 @@
 
 One set of rules for every source, recorded in each run's config: centre-crop to the
 target's aspect ratio, resize with Pillow's Lanczos filter (antialiased when shrinking),
-grey <-> RGB with Pillow's conversions (grey = ITU-R 601-2 luma; alpha is dropped), and a
+grey <-> RGB with Pillow's conversions (grey = ITU-R 601-2 luma; alpha is dropped; 16-bit grey is
+scaled to 8 bits), and a
 deterministic, stratified train/test split when the source does not give one.
 """
 
@@ -19,6 +20,7 @@ RESAMPLE = Image.Resampling.LANCZOS
 RESIZE_FILTER = "Lanczos (Pillow), after a centre crop to the target aspect ratio"
 SPLIT_SEED = 0  # the PCG64 seed of the stratified split, fixed across machines and versions
 CHANNEL_MODES = {1: "L", 3: "RGB"}
+SIXTEEN_BIT_MAX = 65535  # 16-bit images (and Pillow's 32-bit "I" mode, which 16-bit PNGs open as) scale to 0-255
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Conversion:
 
 def fit(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
     """A Pillow image as uint8 [channels, height, width] of `size`: centre crop to its aspect, then resize."""
+    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: Pillow's own conversion would clip
+        levels = np.clip(np.asarray(image, dtype=np.int64), 0, SIXTEEN_BIT_MAX)
+        image = Image.fromarray(np.rint(levels / (SIXTEEN_BIT_MAX / 255)).astype(np.uint8))
     image = image.convert(CHANNEL_MODES[channels])
     width, height = image.size
     target_h, target_w = size
