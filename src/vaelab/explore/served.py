@@ -48,6 +48,8 @@ def cached_classifier(data: ImageData) -> FoundClassifier:
 
     The explorer never trains one itself: that takes minutes, and start-up should take seconds.
     """
+    if not data.classes:
+        return None, f"{data.name} has no labels, so there is no reference classifier to name what a point decodes to"
     found = load_cached(cache_folder(data.identity()["sha256"]), data, Recipe())
     if found is None:
         return None, (f"no reference classifier cached for {data.name} yet (the sample-quality metrics "

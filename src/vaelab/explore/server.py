@@ -247,7 +247,8 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier, *,
             if request.index >= len(run.test_x):
                 raise HTTPException(422, f"index: {request.index} is past the last test image "
                                          f"({len(run.test_x) - 1})")
-            x, label = run.test_x[request.index], int(run.data.test_labels[request.index])
+            x = run.test_x[request.index]
+            label = int(run.data.test_labels[request.index]) if run.data.classes else None  # None: unlabelled
         else:
             expected = torch.Size(run.image_shape).numel()
             if len(request.pixels) != expected:

@@ -11,7 +11,8 @@ const OVERLAY_GRID = 24;      // overlay cells per side: 576 decodes + classific
 const SIZE = 460;             // scatter side in CSS pixels
 let limits;
 
-const colour = (label, alpha = 1) => `rgba(${PALETTE[label % PALETTE.length]},${alpha})`;
+const colour = (label, alpha = 1) =>  // label -1: unlabelled data, grey
+  `rgba(${label < 0 ? "128,128,128" : PALETTE[label % PALETTE.length]},${alpha})`;
 const showError = message => { document.getElementById("error").textContent = message; };
 
 async function api(path, body, binary = false) {
