@@ -32,3 +32,22 @@ def test_shapes_dataset_sizes_channels_and_split():
     grey = load_dataset("shapes", image_size=(16, 16), channels=1)
     assert grey.image_shape == (1, 16, 16)
     assert torch.equal(load_dataset("shapes", image_size=(16, 16)).test_labels, data.test_labels)
+
+
+def test_compare_on_shapes_renders_an_rgb_report(tmp_path):
+    import json
+
+    import vaelab
+    from vaelab.metrics import Recipe
+
+    report = vaelab.compare(out=tmp_path / "compare", dataset="shapes", image_size=(16, 16),
+                            time_budget=2.0, iw_samples=5, device="cpu", show_progress=False,
+                            classifier=Recipe(epochs=0, min_images=512, batch_size=64))
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == "shapes" and metrics["dataset"]["image_shape"] == [3, 16, 16]
+    assert (report / "report.html").is_file()
+    samples = next(f for f in (report / "figures").iterdir() if f.name.startswith("samples"))
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(samples).convert("RGB")).astype(int)
+    assert (np.abs(pixels[..., 0] - pixels[..., 1]) + np.abs(pixels[..., 1] - pixels[..., 2])).max() > 0  # colour
