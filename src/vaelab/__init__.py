@@ -9,10 +9,13 @@ The public API (the CLI calls only these):
     vaelab.sweep("0,0.1,1", out="sweep")             # the VAE at each KL weight beta, against the AE
     model = vaelab.load("runs/vae"); z = model.encode(x); x2 = model.decode(z)
     vaelab.export_onnx("runs/vae", "onnx/vae")       # encoder.onnx + decoder.onnx for other runtimes
+    v = vaelab.attribute_vector("runs/vae", 3, 8)    # mean code of the 8s minus that of the 3s
+    strip = vaelab.morph("runs/vae", image_a, image_b, steps=9)   # decoded codes between two images
 """
 
 __version__ = "0.1.0"
 
+from vaelab.arithmetic import attribute_vector, morph  # noqa: E402
 from vaelab.compare import compare  # noqa: E402
 from vaelab.config import DataConfig, ModelConfig, RunConfig, TrainConfig, preset  # noqa: E402
 from vaelab.data import dataset_info, load_dataset  # noqa: E402
@@ -24,5 +27,6 @@ from vaelab.runs import load  # noqa: E402
 from vaelab.sweep import sweep  # noqa: E402
 from vaelab.train import resume, train  # noqa: E402
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "compare", "dataset_info",
-           "evaluate", "explore", "export_onnx", "load", "load_dataset", "preset", "resume", "sweep", "train"]
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "VaelabError", "attribute_vector", "compare",
+           "dataset_info", "evaluate", "explore", "export_onnx", "load", "load_dataset", "morph", "preset", "resume",
+           "sweep", "train"]

@@ -47,7 +47,7 @@ def build_parser() -> Parser:
     add_data_arguments(data)
     data.add_argument("--pixels", help="continuous (default) | dynamic (fresh binarisation per batch) | static")
     model = train.add_argument_group("model")
-    model.add_argument("--model", help="ae | vae (default: vae)")
+    model.add_argument("--model", help="ae | vae (default: vae) | cvae (the conditional VAE; needs labels)")
     model.add_argument("--arch", help="conv (the book's network, default) | mlp")
     model.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     model.add_argument("--likelihood", help="gaussian (default) | bernoulli")
@@ -55,6 +55,9 @@ def build_parser() -> Parser:
                        help="gaussian: loss = factor * mean-pixel MSE (default: the book's, AE 1, VAE 1000)")
     model.add_argument("--beta", type=float, help="VAE: loss = reconstruction + BETA * KL (default: 1, the VAE; "
                                                   "Higgins et al. 2017's beta-VAE)")
+    model.add_argument("--iw-train", type=int, metavar="K",
+                       help="VAE/CVAE: train on the K-sample importance-weighted bound (Burda et al. 2016) instead "
+                            "of the ELBO (default: 1, the ELBO)")
     opt = train.add_argument_group("training")
     opt.add_argument("--epochs", type=int, help="total epochs (default: 10)")
     opt.add_argument("--steps", type=int, help="train for exactly this many optimiser steps instead of epochs "
@@ -67,13 +70,13 @@ def build_parser() -> Parser:
     opt.add_argument("--seed", type=int, help="default: 0")
     opt.add_argument("--device", help="auto (default) | cpu | cuda | mps")
     opt.add_argument("--lr-schedule", help="constant (default) | warmup-cosine (5%% linear warm-up, cosine to 0)")
+    opt.add_argument("--kl-warmup", type=float, metavar="FRACTION",
+                     help="raise the KL term's weight linearly from 0 to 1 over this fraction of the run "
+                          "(default: 0, off; the study's VAE: 0.25)")
     opt.add_argument("--precision", help="fp32 (default) | bf16 (autocast; fast on CPUs with AVX512-BF16 and GPUs) "
                                          "| auto (bf16 where the hardware has it)")
     opt.add_argument("--channels-last", action="store_true", default=None,
                      help="NHWC layout for the conv net (faster with oneDNN)")
-    opt.add_argument("--kl-warmup", type=float, metavar="FRACTION",
-                     help="raise the KL term's weight linearly from 0 to 1 over this fraction of the run "
-                          "(default: 0, off; the study's VAE: 0.25)")
     train.add_argument("--log", metavar="tensorboard[=DIR]",
                        help="also log every loss term per step and epoch, and pictures of reconstructions and samples "
                             "per epoch, for TensorBoard (default DIR: RUN/tensorboard; needs vaelab[tensorboard])")
@@ -190,7 +193,7 @@ def image_size(text: str) -> tuple[int, int]:
 
 
 SECTIONS = {"data": ("dataset", "data_dir", "pixels", "image_size", "channels", "test_fraction"),
-            "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor", "beta"),
+            "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor", "beta", "iw_train"),
             "train": ("epochs", "steps", "time_budget", "batch_size", "lr", "seed", "device", "lr_schedule",
                       "kl_warmup", "precision", "channels_last")}
 
@@ -287,6 +290,15 @@ def run_compare(args: argparse.Namespace) -> None:
     print(report / "report.html")
 
 
+def run_sweep(args: argparse.Namespace) -> None:
+    check_data_flags(args)
+    report = vaelab.sweep(args.beta, args.out, dataset=args.dataset, data_dir=args.data_dir, arch=args.arch,
+                          latent_dim=args.latent_dim, epochs=args.epochs, time_budget=args.time_budget,
+                          seed=args.seed, seeds=args.seeds, device=args.device, iw_samples=args.iw_samples,
+                          overwrite=args.overwrite, show_progress=not args.quiet)
+    print(report / "report.html")
+
+
 def run_data_info(args: argparse.Namespace) -> None:
     check_data_flags(args)
     options = {k: getattr(args, k) for k in ("image_size", "channels") if getattr(args, k) is not None}
@@ -296,15 +308,6 @@ def run_data_info(args: argparse.Namespace) -> None:
     for key, value in info.items():
         shown = "x".join(map(str, value)) if isinstance(value, tuple) else value
         print(f"{key + ':':<24} {shown}")
-
-
-def run_sweep(args: argparse.Namespace) -> None:
-    check_data_flags(args)
-    report = vaelab.sweep(args.beta, args.out, dataset=args.dataset, data_dir=args.data_dir, arch=args.arch,
-                          latent_dim=args.latent_dim, epochs=args.epochs, time_budget=args.time_budget,
-                          seed=args.seed, seeds=args.seeds, device=args.device, iw_samples=args.iw_samples,
-                          overwrite=args.overwrite, show_progress=not args.quiet)
-    print(report / "report.html")
 
 
 def run_export(args: argparse.Namespace) -> None:

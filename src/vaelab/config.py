@@ -30,7 +30,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    model: str = "vae"  # registry name: ae | vae (vaelab.models.registry)
+    model: str = "vae"  # registry name: ae | vae | cvae (vaelab.models.registry)
     arch: str = "conv"  # conv (the book's MNIST network) | faces (the book's CelebA network) | mlp
     latent_dim: int = 2
     likelihood: str = "gaussian"  # gaussian | bernoulli
@@ -39,6 +39,8 @@ class ModelConfig:
     r_loss_factor: float | None = None
     image_shape: tuple[int, int, int] = (1, 28, 28)
     beta: float = 1.0  # weight of the KL term, for models that have one (the beta-VAE, Higgins et al. 2017)
+    iw_train: int = 1  # importance samples per image in the loss (Burda et al. 2016); 1: the ELBO
+    n_classes: int = 0  # classes a conditional model sees (set from the training data; 0: unlabelled)
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     eval_batch_size: int = 100  # no-grad passes: small batches stay in cache (conv: 1.4x faster than at 1000)
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
+    kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
     channels_last: bool = False  # NHWC layout for conv weights and batches
-    kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ MAX_LATENT_DIM = 4096
 MAX_IMAGE_SIDE = 4096
 MAX_CHANNELS = 4
 MAX_BATCH = 1 << 16
+MAX_IW_TRAIN = 5000  # importance samples per training image: K decodes per image per step
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 1 << 62  # torch seeds are 64-bit; rank and epoch offsets are added to it
 
@@ -206,12 +209,16 @@ def validate(config: RunConfig) -> RunConfig:
         (max(t.batch_size, t.eval_batch_size) <= MAX_BATCH,
          f"batch sizes must be at most {MAX_BATCH}, got {max(t.batch_size, t.eval_batch_size)}"),
         (math.isfinite(t.lr) and t.lr > 0, f"lr must be a positive number, got {t.lr}"),
+        (math.isfinite(t.kl_warmup) and 0 <= t.kl_warmup < 1,
+         f"kl-warmup must be a fraction of the run, at least 0 and below 1, got {t.kl_warmup}"),
         (math.isfinite(m.r_loss_factor) and m.r_loss_factor > 0,
          f"r-loss-factor must be a positive number, got {m.r_loss_factor}"),
         (math.isfinite(m.beta) and m.beta >= 0, f"beta must be a number of 0 or more, got {m.beta}"),
-        (math.isfinite(t.kl_warmup) and 0 <= t.kl_warmup < 1,
-         f"kl-warmup must be a fraction of the run, at least 0 and below 1, got {t.kl_warmup}"),
         (model.takes_beta or m.beta == 1, f"beta weights a KL term; the {m.model} has none (beta must be 1)"),
+        (1 <= m.iw_train <= MAX_IW_TRAIN, f"iw-train must be 1-{MAX_IW_TRAIN} samples per image, got {m.iw_train}"),
+        (model.takes_iw_train or m.iw_train == 1,
+         f"iw-train needs q(z|x) with a density; the {m.model} has none (iw-train must be 1)"),
+        (m.n_classes >= 0, f"n_classes must be 0 or more, got {m.n_classes}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -47,7 +47,7 @@ def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | No
                           f"{tuple(config.model.image_shape)}")
     started = time.perf_counter()
     x = fixed_test_pixels(data.test_images, config.data.pixels)
-    terms = loss_terms(model, x, batch_size)
+    terms = loss_terms(model, x, batch_size, labels=data.test_labels if model.takes_labels else None)
     result = {"run": str(run_dir), "model": config.model.model, "dataset": data.name,
               "dataset_sha256": data.identity()["sha256"], "pixels": config.data.pixels,
               "n_test": len(x), "test": terms, "units": UNITS,

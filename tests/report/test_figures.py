@@ -37,7 +37,7 @@ class Config:
         self.__dict__.update(fields)
 
 
-def fake_view(label, model_name, d, rng, scale=1.0, shift=0.0, book_loss=None):
+def fake_view(label, model_name, d, rng, scale=1.0, shift=0.0, book_loss=None, conditional=False):
     codes = rng.normal(size=(300, d)) * scale + shift
     labels = np.arange(300) % 10
     images = lambda *shape: rng.random((*shape, 28, 28))  # noqa: E731
@@ -62,12 +62,14 @@ def fake_view(label, model_name, d, rng, scale=1.0, shift=0.0, book_loss=None):
                    posterior_images=images(5), posterior_labels=labels[:5], posterior_means=codes[:5],
                    posterior_ellipses=None if logvar is None else posterior_ellipses(
                        torch.tensor(codes[:5]), torch.tensor(logvar), projection),
-                   loss_units=loss_units(config, plotted_terms(history)), book_loss=book_loss)
+                   loss_units=loss_units(config, plotted_terms(history)), book_loss=book_loss,
+                   label_grid=images(10, 10) if conditional else None,
+                   attribute_strip=images(1, 9) if d > 2 else None, attribute_classes=("0", "1") if d > 2 else None)
 
 
 @pytest.mark.parametrize("dims,expected", [
     ((2, 2), {"scatter", "posteriors", "samples", "grid", "reconstructions", "histograms", "training"}),
-    ((2, 5), {spec.name for spec in FIGURES}),
+    ((2, 5), {spec.name for spec in FIGURES} - {"label_grid"}),
     ((1, 1), {"scatter", "posteriors", "samples", "grid", "reconstructions", "histograms", "training"}),
 ])
 def test_every_figure_renders_to_png(dims, expected):
@@ -78,6 +80,15 @@ def test_every_figure_renders_to_png(dims, expected):
     for figure in rendered:
         assert figure.png.startswith(b"\x89PNG\r\n\x1a\n") and len(figure.png) > 5000
         assert figure.caption and figure.title
+
+
+def test_a_conditional_model_adds_its_label_x_style_grid():
+    rng = np.random.default_rng(0)
+    views = [fake_view("VAE", "vae", 2, rng), fake_view("CVAE", "vae", 3, rng, conditional=True)]
+    rendered = {f.name: f for f in render(views)}
+    assert {"label_grid", "attribute"} <= set(rendered)
+    assert "Label × style" in rendered["label_grid"].caption and "'0' towards '1'" in rendered["attribute"].caption
+    assert rendered["label_grid"].png.startswith(b"\x89PNG")
 
 
 def test_captions_say_how_each_model_samples_and_which_projection():

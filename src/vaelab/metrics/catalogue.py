@@ -46,6 +46,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("likelihood", "mse", "reconstruction MSE", "per pixel, pixels in [0, 1]", "lower"),
     Metric("samples", "reconstruction_accuracy", "classifier accuracy on test reconstructions", "fraction",
            "higher"),
+    Metric("samples", "conditioned_accuracy", "classifier accuracy of class-conditioned samples", "fraction",
+           "higher"),
     Metric("samples", "precision_vs_reconstructions", "share of random samples like its reconstructions",
            "fraction", "higher", 1, True),
     Metric("samples", "precision", "share of random samples on the real-image manifold", "fraction", "higher", 1),

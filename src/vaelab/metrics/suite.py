@@ -19,6 +19,7 @@ from vaelab.data import ImageData, fixed_test_pixels
 from vaelab.data.pixels import to_unit
 from vaelab.errors import VaelabError
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, reference_classifier
+from vaelab.metrics.conditional import conditioned_accuracy
 from vaelab.metrics.fid import frechet_between
 from vaelab.metrics.latent import latent_metrics
 from vaelab.metrics.likelihood import likelihood_metrics
@@ -81,11 +82,16 @@ def run_metrics(model, data: ImageData, pixels: str, ref: Reference | None, iw_s
     codes = encode_all(model, x, batch_size)
     reference_codes = encode_all(model, reference_x, batch_size)
     labelled = ref is not None
+    samples = sample_quality(model, ref.classifier, ref.real_features, codes, data.test_labels, reference_codes,
+                             batch_size, real_radii=ref.real_radii) if labelled else {}
+    if labelled and model.takes_labels:
+        conditioned = conditioned_accuracy(model, lambda images: ref.classifier.outputs(images)[1].argmax(1),
+                                           batch_size=batch_size)
+        samples["conditioned_accuracy"] = conditioned["conditioned_accuracy"]
     return {
         "labelled": labelled,
         "likelihood": likelihood_metrics(model, x, iw_samples, batch_size),
-        "samples": sample_quality(model, ref.classifier, ref.real_features, codes, data.test_labels, reference_codes,
-                                  batch_size, real_radii=ref.real_radii) if labelled else {},
+        "samples": samples,
         "latent": latent_metrics(codes, data.test_labels if labelled else None, reference_codes,
                                  data.train_labels[:KNN_REFERENCE_IMAGES] if labelled else None),
     }

@@ -27,7 +27,7 @@ class Autoencoder(LatentModel):
         self.register_buffer("code_low", torch.full((config.latent_dim,), -1.0))
         self.register_buffer("code_high", torch.full((config.latent_dim,), 1.0))
 
-    def posterior(self, x: torch.Tensor) -> PointMass:
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> PointMass:
         return PointMass(self.encoder(x).to(x.dtype))
 
     @property

@@ -1,6 +1,6 @@
 """Model registry: a name in the config -> the class that implements it.
 
-New models (a conditional VAE, ...) are added here and the trainer,
+New models are added here and the trainer,
 checkpointing, metrics, report and explorer pick them up unchanged: they only
 call the model API (`loss`, `posterior`, `prior`, `decode`, ...).
 """
@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from vaelab.errors import VaelabError
 from vaelab.models.ae import Autoencoder
 from vaelab.models.base import LatentModel
+from vaelab.models.cvae import CVAE
 from vaelab.models.vae import VAE
 
 if TYPE_CHECKING:
     from vaelab.config import ModelConfig
 
-MODELS: dict[str, type[LatentModel]] = {"ae": Autoencoder, "vae": VAE}
+MODELS: dict[str, type[LatentModel]] = {"ae": Autoencoder, "vae": VAE, "cvae": CVAE}
 
 
 def model_class(name: str) -> type[LatentModel]:

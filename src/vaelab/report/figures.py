@@ -391,7 +391,41 @@ def traversals_caption(views: list[RunView]) -> str:
 
 
 def interpolations_caption(views: list[RunView]) -> str:
-    return "Straight lines in latent space between the codes of two test images of different classes, in 9 steps."
+    return ("Morphs (vaelab.morph): straight lines in latent space between the codes of two test images of "
+            "different classes, in 9 steps.")
+
+
+def attribute_caption(views: list[RunView]) -> str:
+    names = "; ".join(f"{v.label}: from a '{v.attribute_classes[0]}' towards '{v.attribute_classes[1]}'"
+                      for v in views if v.attribute_classes)
+    return ("Latent arithmetic (vaelab.attribute_vector): the code of a test image plus 0 to 1.5 times the "
+            "difference of two classes' mean test codes, decoded in 9 steps (" + names + ").")
+
+
+def label_grid_figure(views: list[RunView]) -> Figure:
+    shown = [v for v in views if v.label_grid is not None]
+    fig = new_figure(8, sum(0.8 * len(v.label_grid) + 0.6 for v in shown))
+    axes = fig.subplots(len(shown), 1, height_ratios=[len(v.label_grid) for v in shown], squeeze=False)
+    for ax, view in zip(axes[:, 0], shown):
+        show_images(ax, view.label_grid)
+        h = view.label_grid.shape[2]
+        ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(view.label_grid))], list(view.classes))
+        ax.set_title(view.label)
+    return fig
+
+
+def label_grid_caption(views: list[RunView]) -> str:
+    return ("Label × style: each row is decoded with one class's label, each column from one fixed code z ~ N(0, I); "
+            "the label chooses the class and the code the style. The report's table gives the classifier accuracy "
+            "of such class-conditioned samples (docs/metrics.md).")
+
+
+def any_label_grid(views: list[RunView]) -> bool:
+    return any(v.label_grid is not None for v in views)
+
+
+def any_attribute_strip(views: list[RunView]) -> bool:
+    return any(v.attribute_strip is not None for v in views)
 
 
 def any_above_2d(views: list[RunView]) -> bool:
@@ -424,6 +458,10 @@ FIGURES: tuple[FigureSpec, ...] = (
                any_above_2d),
     FigureSpec("interpolations", "Interpolations between test images",
                lambda v: rows_figure(v, "interpolations", "pair"), interpolations_caption, any_above_2d),
+    FigureSpec("attribute", "Adding an attribute vector", lambda v: rows_figure(v, "attribute_strip", "strip"),
+               attribute_caption, any_attribute_strip),
+    FigureSpec("label_grid", "Label × style (conditional model)", label_grid_figure, label_grid_caption,
+               any_label_grid),
 )
 
 

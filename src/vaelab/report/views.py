@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vaelab.arithmetic import class_mean_difference
 from vaelab.data import ImageData, fixed_test_pixels
+from vaelab.metrics.conditional import conditioned_samples
 from vaelab.metrics.latent import class_spreads
 from vaelab.metrics.samples import decode_all
 from vaelab.metrics.suite import encode_all
@@ -23,6 +25,8 @@ STEPS = 9  # traversal and interpolation steps
 TRAVERSED_DIMS = 8
 INTERPOLATIONS = 5
 VIEW_SEED = 99
+STYLE_COLUMNS = 10  # the label x style grid of a conditional model: fixed codes, one per column
+ATTRIBUTE_REACH = 1.5  # the attribute strip adds 0 to 1.5 times the attribute vector (1: the class means' difference)
 POSTERIOR_IMAGES = 5  # test images whose q(z|x) the posterior figure draws
 UNLABELLED_SHOWN = 10  # test images reconstructed (one per class when labelled) for unlabelled data: the first ten
 SPAN_RATIO = 1.5  # the scatters' axes "differ" when one run's code span is this many times another's
@@ -119,6 +123,12 @@ class RunView:
     posterior_ellipses: list[Ellipse] | None  # their plotted q(z|x); None for an AE (a point, no spread)
     loss_units: dict[str, str]  # the unit of each plotted training-curve term
     book_loss: float | None  # the book's final loss, for a run whose loss is the book's VAE loss on MNIST
+    # a conditional model's label x style grid: [classes, STYLE_COLUMNS, H, W], row c decoded with label c
+    label_grid: np.ndarray | None = None
+    # latent size above 2, labelled data: [1, STEPS, H, W] the first shown test image's code plus growing
+    # multiples of the attribute vector from its class to the next shown class, and those two class names
+    attribute_strip: np.ndarray | None = None
+    attribute_classes: tuple[str, str] | None = None
 
     @property
     def points(self) -> np.ndarray:
@@ -261,6 +271,23 @@ def interpolations(model, ends: torch.Tensor) -> np.ndarray:
     return np.stack([images(decode_all(model, (1 - t) * ends[a] + t * ends[b])) for a, b in pairs])
 
 
+@torch.no_grad()
+def label_grid(model) -> np.ndarray:
+    """Row c decodes the same STYLE_COLUMNS codes z ~ p(z) with label c: the label picks the class, each column
+    keeps one style (slant, thickness) across the classes."""
+    decoded = images(conditioned_samples(model, STYLE_COLUMNS, seed=VIEW_SEED)[0])
+    return decoded.reshape(model.config.n_classes, STYLE_COLUMNS, *decoded.shape[1:])
+
+
+@torch.no_grad()
+def attribute_strip(model, codes: torch.Tensor, labels: torch.Tensor, start: int, to_class: int) -> np.ndarray:
+    """The code of test image `start` moved along the attribute vector from its class to `to_class`
+    (vaelab.attribute_vector: the difference of the two classes' mean test codes), 0 to ATTRIBUTE_REACH times."""
+    vector = class_mean_difference(codes, labels, int(labels[start]), to_class)
+    steps = torch.linspace(0, ATTRIBUTE_REACH, STEPS)[:, None]
+    return images(decode_all(model, codes[start] + steps * vector))[None]
+
+
 def first_of_each_class(labels: torch.Tensor) -> torch.Tensor:
     return torch.stack([(labels == c).nonzero()[0, 0] for c in labels.unique()])
 
@@ -282,6 +309,8 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
     labels = data.test_labels.numpy()
     terms = plotted_terms(history)
     above_2d = model.config.latent_dim > 2
+    attribute = above_2d and labelled and len(chosen) >= 2  # from the first shown class to the second
+    attribute_names = tuple(data.classes[int(data.test_labels[i])] for i in chosen[:2]) if attribute else None
     return RunView(
         label=label, model_name=model.registry_name, chapter_figures=model.chapter_figures,
         sampling_words=prior.description, grid_words=prior.grid_description,
@@ -298,4 +327,8 @@ def build_view(label: str, model, data: ImageData, pixels: str, history: list[di
         posterior_means=posterior.mean.cpu().numpy(),
         posterior_ellipses=posterior_ellipses(posterior.mean, posterior.logvar, projection),
         loss_units=loss_units(model.config, terms), book_loss=book_loss(model, data.name, pixels),
+        label_grid=label_grid(model) if model.takes_labels else None,
+        attribute_strip=attribute_strip(model, codes, data.test_labels, int(chosen[0]),
+                                        int(data.test_labels[chosen[1]])) if attribute else None,
+        attribute_classes=attribute_names,
     )

@@ -8,7 +8,8 @@ EVAL_SEED = 1234  # fixed noise for the VAE's sampled codes, so test numbers are
 
 
 @torch.no_grad()
-def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_SEED) -> dict[str, float]:
+def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_SEED,
+               labels: torch.Tensor | None = None) -> dict[str, float]:
     """Means over `x` (already transformed pixels) of every term of `model.loss`, plus:
 
     - `mse`: mean per-pixel squared error of the deterministic reconstruction
@@ -16,6 +17,7 @@ def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_
     - `neg_elbo` (VAEs): reconstruction + likelihood normaliser + KL, the
       negative evidence lower bound in nats per image.
 
+    `labels` (a conditional model's classes of x) are passed to the model; without them it is scored unconditioned.
     The global RNG is forked so evaluating never shifts a training run's random stream.
     """
     was_training = model.training
@@ -26,8 +28,9 @@ def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_
         torch.manual_seed(seed)
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size].to(device)
-            terms = model.loss(batch)
-            terms["mse"] = (model.reconstruct(batch) - batch).pow(2).mean()
+            batch_labels = None if labels is None else labels[start:start + batch_size].to(device)
+            terms = model.loss(batch, batch_labels)
+            terms["mse"] = (model.reconstruct(batch, batch_labels) - batch).pow(2).mean()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
     model.train(was_training)

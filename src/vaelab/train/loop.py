@@ -38,7 +38,7 @@ from vaelab import __version__
 from vaelab.config import RunConfig
 from vaelab.data import ImageData, fixed_test_pixels, load_data, pixel_transform
 from vaelab.errors import VaelabError
-from vaelab.models import build_model
+from vaelab.models import build_model, model_class
 from vaelab.runs import (
     CHECKPOINT,
     CONFIG,
@@ -207,10 +207,13 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     model, optimizer, config, cluster = session.model, session.optimizer, session.config, session.cluster
     pixels = pixel_transform(config.data.pixels)
     test_x = fixed_test_pixels(session.data.test_images, config.data.pixels)
+    test_labels = session.data.test_labels if model.takes_labels else None
     fits_prior = model.prior_fit_images > 0  # an AE's box, from the codes of the first training images
     prior_x = fixed_test_pixels(session.data.train_images[:model.prior_fit_images], config.data.pixels)
     # in-memory data moves to the device once; memory-mapped data stays on disk and each batch is gathered from it
     images = session.data.train_images.to(session.device) if session.data.in_memory else session.data.train_images
+    # a conditional model gets each batch's labels (gathered only for it: other models train as before)
+    labels = session.data.train_labels.to(session.device) if model.takes_labels else None
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
     length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
@@ -249,7 +252,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                     fraction = length.fraction(progress.steps_done, seconds)
                     set_learning_rate(optimizer, config.train.lr, config.train.lr_schedule, fraction)
                     with autocast(config.train.precision, session.device):
-                        terms = forward(x, kl_weight=kl_warmup_weight(fraction, config.train.kl_warmup))
+                        terms = forward(x, None if labels is None else labels[index.to(labels.device)],
+                                        kl_weight=kl_warmup_weight(fraction, config.train.kl_warmup))
                     optimizer.zero_grad(set_to_none=True)
                     terms["loss"].backward()
                     optimizer.step()
@@ -294,7 +298,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             if cluster.is_main:
                 if fits_prior:
                     model.fit_prior(prior_x.to(session.device), config.train.eval_batch_size)
-                test = loss_terms(model, test_x, config.train.eval_batch_size)
+                test = loss_terms(model, test_x, config.train.eval_batch_size, labels=test_labels)
                 history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(step_seconds, 3),
                                 "images": epoch_images, "images_per_s": round(epoch_images / step_seconds, 1),
                                 "images_seen": progress.images_seen, "steps": progress.steps_done})
@@ -358,6 +362,9 @@ def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     if not len(data.train_images) or (trains and not len(data.test_images)):  # each epoch ends with a test pass
         raise VaelabError(f"{data.name} has {len(data.train_images)} training and {len(data.test_images)} test "
                           f"images; training needs at least one of each")
+    if model_class(config.model.model).takes_labels and not data.labelled:
+        raise VaelabError(f"the {config.model.model} conditions on labels and {data.name} has none: "
+                          "train an ae or a vae, or give it labelled images")
     return rank_device(device, cluster), cluster, data
 
 
@@ -383,7 +390,8 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, log
     device, cluster, data = start(config)
     folder = RunFolder(out, out)  # rank 0 makes it a locked staging folder
     try:
-        config = config.replace(data={"dataset": data.name}, model={"image_shape": data.image_shape},
+        config = config.replace(data={"dataset": data.name},
+                                model={"image_shape": data.image_shape, "n_classes": len(data.classes)},
                                 train={"precision": resolve_precision(config.train.precision, device)})
         torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
         model = build_for_training(config, device)
