@@ -12,10 +12,10 @@ from vaelab.data.idx import write_idx
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, ReferenceCNN
 
 
-def train_run(out, data_dir, preset: str, latent_dim: int = 2):
+def train_run(out, data_dir, preset: str, latent_dim: int = 2, **model):
     config = vaelab.preset(preset).replace(train={"epochs": 2, "batch_size": 32},
                                            data={"dataset": "mnist", "data_dir": str(data_dir)},
-                                           model={"latent_dim": latent_dim})
+                                           model={"latent_dim": latent_dim, **model})
     vaelab.train(config, out, show_progress=False)
     return out
 
@@ -55,14 +55,16 @@ def explore_data_dir(mnist_sample, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def explore_runs(explore_data_dir, tmp_path_factory):
-    """A 2-D VAE, a 2-D AE and a 3-D VAE, each trained for two epochs on `explore_data_dir`."""
+    """A 2-D VAE, a 2-D AE, a 3-D VAE and a 2-D conditional VAE (MLP), each trained for two epochs on
+    `explore_data_dir`."""
     root = tmp_path_factory.mktemp("explore-runs")
     with pytest.MonkeyPatch.context() as env, one_torch_thread():  # never touch the user's cache
         env.setenv("XDG_CACHE_HOME", str(root / "cache"))
         env.delenv("VAELAB_DATA_DIR", raising=False)
         return {"vae": train_run(root / "vae", explore_data_dir, "book-vae"),
                 "ae": train_run(root / "ae", explore_data_dir, "book-ae"),
-                "vae3": train_run(root / "vae3", explore_data_dir, "book-vae", latent_dim=3)}
+                "vae3": train_run(root / "vae3", explore_data_dir, "book-vae", latent_dim=3),
+                "cvae": train_run(root / "cvae", explore_data_dir, "book-vae", model="cvae", arch="mlp")}
 
 
 def untrained_classifier(data):

@@ -333,3 +333,24 @@ def test_a_slow_decode_does_not_stall_other_requests(app):
     finally:
         run.decode = decode
         release.set()
+
+
+def test_a_conditional_run_decodes_the_chosen_class(explore_runs, find_classifier):
+    client = TestClient(create_app([explore_runs["cvae"], explore_runs["vae"]], find_classifier))
+    runs = {run["id"]: run for run in client.get("/api/runs").json()["runs"]}
+    assert runs["cvae"]["conditional"] is True and runs["vae"]["conditional"] is False
+    z = [[0.5, -0.5], [1.0, 1.0]]
+    images = {}
+    for label in (None, 3, 7):
+        response = client.post("/api/runs/cvae/decode", json={"z": z, "format": "raw", "label": label})
+        assert response.status_code == 200
+        images[label] = np.frombuffer(response.content, np.uint8).reshape(2, 1, 28, 28)
+        with torch.no_grad():
+            labels = None if label is None else torch.full((2,), label)
+            expected = vaelab.load(explore_runs["cvae"]).decode(torch.tensor(z), labels)
+        assert np.array_equal(images[label], expected.mul(255).round().clamp(0, 255).to(torch.uint8).numpy())
+    assert not np.array_equal(images[3], images[7]) and not np.array_equal(images[None], images[3])
+    for run, label, message in (("cvae", 10, "classes 0-9"), ("vae", 3, "does not condition on labels")):
+        response = client.post(f"/api/runs/{run}/decode", json={"z": z, "label": label})
+        assert response.status_code == 422 and message in response.json()["detail"]
+    assert client.post("/api/runs/cvae/decode", json={"z": z, "label": -1}).status_code == 422

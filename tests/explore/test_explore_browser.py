@@ -4,12 +4,13 @@ The server runs in a thread on a free loopback port with three tiny trained runs
 mouse across a scatter and checks, pixel for pixel, that the decoded image shown is the server's
 decoding of the latent point under the cursor; pins two points and checks the interpolation strip;
 switches the classifier overlay on; encodes a picked and a dropped test image; uses the slider of a
-3-D latent. Screenshots go to the test's temporary folder (printed with -s).
+3-D latent; picks a class for a conditional run. Screenshots go to the test's temporary folder (printed with -s).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import itertools
 import json
@@ -35,9 +36,9 @@ if not CHROMIUM.is_file():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
 
 
-@pytest.fixture(scope="module")
-def server(explore_runs, find_classifier):
-    app = create_app([explore_runs["vae"], explore_runs["ae"], explore_runs["vae3"]], find_classifier)
+@contextlib.contextmanager
+def serving(app):
+    """The app on a free loopback port in a thread: its URL."""
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -47,20 +48,34 @@ def server(explore_runs, find_classifier):
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the explorer did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(explore_runs, find_classifier):
+    with serving(create_app([explore_runs["vae"], explore_runs["ae"], explore_runs["vae3"]], find_classifier)) as url:
+        yield url
+
+
+def open_page(browser, url):
+    """A page on the explorer at `url`, once every panel is ready, and the list its page errors go to."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
+    return page, errors
 
 
 @pytest.fixture(scope="module")
 def page(server):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1400})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(server)
-        page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
+        page, errors = open_page(browser, server)
         yield page
         browser.close()
         assert not errors, errors
@@ -73,9 +88,9 @@ def shots(tmp_path_factory):
     return folder
 
 
-def decode(server, run, z) -> np.ndarray:
+def decode(server, run, z, label=None) -> np.ndarray:
     """The server's own decoding, uint8 [N, H, W] (grey images)."""
-    response = httpx.post(f"{server}/api/runs/{run}/decode", json={"z": z, "format": "raw"})
+    response = httpx.post(f"{server}/api/runs/{run}/decode", json={"z": z, "format": "raw", "label": label})
     response.raise_for_status()
     return np.frombuffer(response.content, np.uint8).reshape(len(z), 28, 28)
 
@@ -177,3 +192,20 @@ def test_a_larger_latent_sets_the_hidden_dimensions_with_sliders(page, server, s
     z, image = hover(page, "vae3", 300, 150)
     assert len(z) == 3 and np.array_equal(image, decode(server, "vae3", [z])[0])
     page.screenshot(path=shots / "sliders.png", full_page=True)
+
+
+def test_a_conditional_run_decodes_the_chosen_class_under_the_cursor(page, explore_runs, find_classifier, shots):
+    with serving(create_app([explore_runs["cvae"]], find_classifier)) as url:
+        conditional, errors = open_page(page.context.browser, url)
+        assert conditional.locator('[data-run="cvae"] .condition').is_visible()
+        shown = {}
+        for label, x in (("7", 200), ("1", 260)):
+            conditional.select_option('[data-run="cvae"] .label', label)
+            z, image = hover(conditional, "cvae", x, 230)
+            assert np.array_equal(image, decode(url, "cvae", [z], label=int(label))[0])
+            shown[label] = image, decode(url, "cvae", [z])[0]
+        assert not all(np.array_equal(with_label, without) for with_label, without in shown.values())
+        conditional.screenshot(path=shots / "conditional.png", full_page=True)
+        conditional.close()
+        assert not errors, errors
+    assert page.locator('[data-run="vae"] .condition').is_hidden()  # no class selector for an unconditional run

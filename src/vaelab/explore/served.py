@@ -123,12 +123,20 @@ class ServedRun:
         return {"id": self.id, "name": self.name, "model": config.model, "arch": config.arch,
                 "latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
                 "dataset": self.data.name, "n_test": len(self.test_x), "classes": list(self.data.classes),
-                "classifier": about_classifier, "classifier_reason": self.classifier_reason}
+                "classifier": about_classifier, "classifier_reason": self.classifier_reason,
+                "conditional": self.conditional}
 
-    def _decode(self, z: Points, fmt: str) -> bytes:
-        """The decoder's mean images for latent points, as a PNG strip or raw uint8 [N, C, H, W] bytes."""
+    @property
+    def conditional(self) -> bool:
+        """Whether the model decodes a chosen class (a CVAE): the page then offers a class selector."""
+        return self.model.takes_labels
+
+    def _decode(self, z: Points, fmt: str, label: int | None = None) -> bytes:
+        """The decoder's mean images for latent points, as a PNG strip or raw uint8 [N, C, H, W] bytes; a
+        conditional model decodes them all with `label` (None: no label)."""
         with torch.inference_mode():
-            images = to_uint8(self.model.decode(torch.tensor(z, dtype=torch.float32)))
+            labels = None if label is None else torch.full((len(z),), label)
+            images = to_uint8(self.model.decode(torch.tensor(z, dtype=torch.float32), labels))
         return png_strip(images) if fmt == "png" else images.tobytes()
 
     def reconstruction_manifold(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,6 +54,8 @@ class Points(BaseModel):
 
 class DecodeRequest(Points):
     format: Literal["png", "raw"] = Field("png", description="png: one image strip; raw: uint8 bytes [N, C, H, W]")
+    label: int | None = Field(None, ge=0, description="a conditional run's class to decode every point with "
+                                                        "(its info says 'conditional'); none: no label")
 
 
 class ReconstructRequest(BaseModel):
@@ -226,7 +228,10 @@ def create_app(run_dirs: list[str | Path], find_classifier=cached_classifier, *,
               responses={200: {"content": {"image/png": {}, "application/octet-stream": {}}}})
     async def decode(run_id: str, request: DecodeRequest, http: Request) -> Response:
         run = get_run(run_id)
-        data = await model_work(http, run.decode, checked_points(run, request.z), request.format)
+        if request.label is not None and not (run.conditional and request.label < len(run.data.classes)):
+            raise HTTPException(422, f"label: run {run_id!r} " + (
+                f"has classes 0-{len(run.data.classes) - 1}" if run.conditional else "does not condition on labels"))
+        data = await model_work(http, run.decode, checked_points(run, request.z), request.format, request.label)
         shape = ",".join(map(str, (len(request.z), *run.image_shape)))
         media = "image/png" if request.format == "png" else "application/octet-stream"
         return Response(data, media_type=media, headers={"X-Image-Shape": shape})

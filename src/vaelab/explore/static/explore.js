@@ -125,6 +125,15 @@ class Panel {
       "test images, judged in the reference classifier's features; elsewhere, the classifier's guess";
     overlay.addEventListener("change", () => { this.overlay = null; this.requestOverlay(); this.draw(); });
     this.q(".unpin").addEventListener("click", () => { this.pins = []; this.showPins(); });
+    this.label = null;  // a conditional run's chosen class: the cursor's image and the pinned strip decode with it
+    const condition = this.q(".condition"), labelSelect = this.q(".label");
+    condition.hidden = !this.run.conditional;
+    this.classes.forEach((name, i) => labelSelect.add(new Option(name, i)));
+    labelSelect.addEventListener("change", () => {
+      this.label = labelSelect.value === "" ? null : Number(labelSelect.value);
+      if (this.cursor) this.decode(this.lift(...this.toPlane(...this.cursor)));
+      if (this.pins.length === 2) this.strip(this.pins);
+    });
     this.q(".legend").innerHTML = this.classes.map((name, i) => `<span><i style="background:${colour(i)}">` +
       `</i>${name}</span>`).join("") +
       (this.run.classifier ? " <span>overlay: dark = hole, class colour = the classifier's guess</span>" : "");
@@ -263,10 +272,14 @@ class Panel {
     });
   }
 
+  decodeRequest(zs) {
+    return this.label === null ? {z: zs, format: "raw"} : {z: zs, format: "raw", label: this.label};
+  }
+
   async showDecoded(z) {
     const overlay = this.q(".overlay").checked;
     const [bytes, guess] = await Promise.all([
-      api(`${this.base}/decode`, {z: [z], format: "raw"}, true),
+      api(`${this.base}/decode`, this.decodeRequest([z]), true),
       overlay ? api(`${this.base}/classify`, {z: [z]}) : null]);
     const canvas = this.q(".decoded");
     paint(canvas, bytes, 1, this.run.image_shape);
@@ -294,7 +307,7 @@ class Panel {
       const t = s / (STRIP_STEPS - 1);
       return a.map((x, i) => (1 - t) * x + t * b[i]);  // exactly a and b at the ends
     });
-    const bytes = await api(`${this.base}/decode`, {z: zs, format: "raw"}, true);
+    const bytes = await api(`${this.base}/decode`, this.decodeRequest(zs), true);
     const canvas = this.q(".strip");
     paint(canvas, bytes, STRIP_STEPS, this.run.image_shape);
     canvas.dataset.z = JSON.stringify(zs);
