@@ -86,22 +86,14 @@ def morph(run: str | Path | LatentModel, a: torch.Tensor, b: torch.Tensor, steps
                           f"got {tuple(a.shape)} and {tuple(b.shape)}")
     ends = encode_images(model, torch.stack([a, b]).float())
     t = torch.linspace(0, 1, steps)[:, None]
-    return shifted(model, ends[0] * (1 - t) + ends[1] * t)
+    return decode_codes(model, ends[0] * (1 - t) + ends[1] * t)
 
 
 @torch.no_grad()
-def shifted(model: LatentModel, codes: torch.Tensor) -> torch.Tensor:
+def decode_codes(model: LatentModel, codes: torch.Tensor) -> torch.Tensor:
     """Decoded images of codes [N, d], on the CPU."""
     was_training = model.training
     model.eval()
     images = model.decode(codes.to(model.device)).cpu()
     model.train(was_training)
     return images
-
-
-def attribute_strip(model: LatentModel, image: torch.Tensor, vector: torch.Tensor, steps: int = 8,
-                    reach: float = 1.5) -> torch.Tensor:
-    """Images decoded from code(image) + s * vector for s evenly spaced from 0 to `reach` (1 = the full
-    difference of class means; past 1 exaggerates it): [steps, C, H, W]."""
-    code = encode_images(model, image[None].float())[0]
-    return shifted(model, code + torch.linspace(0, reach, steps)[:, None] * vector)
