@@ -53,7 +53,9 @@ def dial_figure(result: dict):
                 ax.axhspan(ref - ref_spread, ref + ref_spread, color=REFERENCE_COLOUR, alpha=0.12)
         if flaw is not None and fixes.get(flaw) is not None:
             ax.axvline(fixes[flaw], color=FIX_COLOUR, linestyle=":", label=f"smallest fixing β = {fixes[flaw]:g}")
-        ax.set_xscale("symlog", linthresh=positive.min() if len(positive) else 1.0)
+        linthresh = positive.min() if len(positive) else 1.0
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(-0.3 * linthresh, max(betas.max(), linthresh) * 1.5)  # no empty negative half
         ax.set_xticks(betas, [f"{b:g}" for b in betas], fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel("β")
