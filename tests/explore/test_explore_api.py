@@ -310,11 +310,11 @@ def test_a_slow_decode_does_not_stall_other_requests(app):
     entered, release = threading.Event(), threading.Event()
     decode = run.decode
 
-    def slow_for_one_point(z, fmt):
+    def slow_for_one_point(z, fmt, label=None):
         if z == ((9.0, 9.0),):
             entered.set()
             release.wait(10)
-        return decode(z, fmt)
+        return decode(z, fmt, label)
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)

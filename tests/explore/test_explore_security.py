@@ -85,7 +85,7 @@ def test_one_client_cannot_take_every_worker(explore_runs, find_classifier):
     run = app.state.runs["vae"]
     gate, lock, running = threading.Event(), threading.Lock(), {"now": 0, "max": 0}
 
-    def slow_decode(z, fmt):
+    def slow_decode(z, fmt, label=None):
         with lock:
             running["now"] += 1
             running["max"] = max(running["max"], running["now"])
