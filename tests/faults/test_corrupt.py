@@ -236,7 +236,7 @@ def test_an_unreadable_config_is_a_one_line_error(content, run, capsys):
 def test_a_resume_that_fails_in_training_keeps_config_json(run, capsys, monkeypatch):
     """The new length is recorded with the first checkpoint the resumed run commits, not before."""
     before = (run / "config.json").read_bytes()
-    monkeypatch.setattr(VAE, "loss", lambda self, x, labels=None: {"loss": torch.tensor(float("nan"),
+    monkeypatch.setattr(VAE, "loss", lambda self, x, labels=None, **options: {"loss": torch.tensor(float("nan"),
                                                                                          requires_grad=True)})
     assert_one_line_error(capsys, "train", "--resume", run, "--epochs", "5", match="loss became nan")
     assert (run / "config.json").read_bytes() == before
