@@ -73,3 +73,25 @@ def test_distributed_resume_is_bitwise_identical(runs, tiny_data_dir):
     vaelab(tmp, "--resume", stopped, "--epochs", "2", processes=2)
     assert weight_diffs(stopped, runs["ddp"]).max() == 0
     assert train_losses(stopped) == train_losses(runs["ddp"])
+
+
+def test_colour_images_from_the_memory_mapped_cache_train_the_same_with_two_processes(tmp_path):
+    """Your own data under torchrun: an RGB .npz (converted once into the memory-mapped cache) trains with two
+    processes as with one; the first run builds the cache, the others read batches from it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = tmp_path / "colour.npz"
+    np.savez(arrays, x_train=rng.integers(0, 256, (128, 16, 16, 3), dtype=np.uint8), y_train=np.arange(128) % 4,
+             x_test=rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), y_test=np.arange(32) % 4)
+
+    def train(out, processes):
+        vaelab(tmp_path, "--model", "ae", "--arch", "conv", "--dataset", arrays, "--batch-size", "32", "--lr", LR,
+               "--epochs", "1", "--out", out, processes=processes)
+        return out
+
+    single, ddp = train(tmp_path / "single", 1), train(tmp_path / "ddp", 2)
+    config = json.loads((ddp / "config.json").read_text())
+    assert config["world_size"] == 2 and config["model"]["image_shape"] == [3, 16, 16]
+    diffs = weight_diffs(ddp, single)
+    assert diffs.max() <= MAX_WEIGHT_DIFF and torch.quantile(diffs, 0.99) <= TYPICAL_WEIGHT_DIFF
