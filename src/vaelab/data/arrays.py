@@ -8,7 +8,6 @@ error, never code run.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.data.convert import Conversion, adapt, stratified_split
+from vaelab.data.idx import file_digest
 from vaelab.errors import VaelabError
 
 KERAS_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -150,15 +150,8 @@ class ArraySource:
             outputs[split].flush()
             writer.labels(split, labels[rows] if labelled else np.full(len(rows), -1))
         return {"classes": [str(c) for c in range(n_classes)] if labelled else [],
-                "content_sha256": file_sha256(self.path), "skipped_files": 0,
+                "content_sha256": file_digest(self.path, "sha256"), "skipped_files": 0,
                 "source_sizes": ", ".join("x".join(map(str, s)) for s in shapes),
                 "split": "x_train / x_test" if given else
                 f"stratified, test fraction {self.conversion.test_fraction}"}
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

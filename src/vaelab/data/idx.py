@@ -9,6 +9,7 @@ names the file instead of producing garbage tensors.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -72,3 +73,12 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
     path.write_bytes(payload)
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (files may be larger than memory)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

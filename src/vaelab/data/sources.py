@@ -33,7 +33,7 @@ from vaelab.data import cache, shapes
 from vaelab.data.arrays import SUFFIXES, ArraySource, read
 from vaelab.data.convert import Conversion, adapt, stratified_split
 from vaelab.data.folder import FolderSource, headers, is_image, sizes_text
-from vaelab.data.idx import read_images, read_labels
+from vaelab.data.idx import file_digest, read_images, read_labels
 from vaelab.errors import VaelabError
 
 log = logging.getLogger("vaelab")
@@ -95,14 +95,6 @@ def cache_dir() -> Path:
     """The user cache: $XDG_CACHE_HOME/vaelab, else ~/.cache/vaelab."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "vaelab"
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def present_files(folder: Path) -> list[str]:
@@ -184,7 +176,7 @@ class IdxSource:
         folder.mkdir(parents=True, exist_ok=True)
         for filename, expected_md5 in self.md5.items():
             target = folder / filename
-            if target.is_file() and md5sum(target) == expected_md5:
+            if target.is_file() and file_digest(target) == expected_md5:
                 continue
             errors = []
             for mirror in mirrors:
@@ -196,7 +188,7 @@ class IdxSource:
                             open(partial, "wb") as out:
                         for block in iter(lambda: response.read(1 << 20), b""):
                             out.write(block)
-                    got = md5sum(partial)
+                    got = file_digest(partial)
                     if got != expected_md5:
                         raise OSError(f"{url}: MD5 {got} does not match the published {expected_md5}")
                     os.replace(partial, target)
@@ -221,7 +213,7 @@ class IdxSource:
             if len(labels) and labels.max() >= len(self.classes):
                 raise VaelabError(f"{images_path}: label {labels.max()} outside 0..{len(self.classes) - 1}")
         paths = (train_x, train_y, test_x, test_y)  # verified only when all four are the published gzip files
-        official = all(p.suffix == ".gz" and md5sum(p) == self.md5[f] for p, f in zip(paths, IDX_FILES))
+        official = all(p.suffix == ".gz" and file_digest(p) == self.md5[f] for p, f in zip(paths, IDX_FILES))
         origin = f"{folder}" + (" (published files, MD5 verified)" if official else " (unofficial files)")
         log.info("%s: %d train and %d test images from %s", self.name, len(arrays[0]), len(arrays[2]), origin)
         return ImageData(self.name, *_to_tensors(*arrays), classes=self.classes, origin=origin)
