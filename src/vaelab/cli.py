@@ -77,6 +77,13 @@ def build_parser() -> Parser:
                                          "| auto (bf16 where the hardware has it)")
     opt.add_argument("--channels-last", action="store_true", default=None,
                      help="NHWC layout for the conv net (faster with oneDNN)")
+    machine = train.add_argument_group("machine (how the run uses it; what it computes stays the same)")
+    machine.add_argument("--procs", type=auto_or_count, metavar="auto|N",
+                         help="processes that train the run together on this machine, as torchrun would start them "
+                              "(DDP; gloo on a CPU, one GPU each on CUDA); default auto: one per GPU, one on a CPU")
+    machine.add_argument("--threads", type=auto_or_count, metavar="auto|N",
+                         help="compute threads per process; default auto: the cores other programs leave free, "
+                              "re-counted while the run trains")
     train.add_argument("--log", metavar="tensorboard[=DIR]",
                        help="also log every loss term per step and epoch, and pictures of reconstructions and samples "
                             "per epoch, for TensorBoard (default DIR: RUN/tensorboard; needs vaelab[tensorboard])")
@@ -195,10 +202,20 @@ def image_size(text: str) -> tuple[int, int]:
 SECTIONS = {"data": ("dataset", "data_dir", "pixels", "image_size", "channels", "test_fraction"),
             "model": ("model", "arch", "latent_dim", "likelihood", "r_loss_factor", "beta", "iw_train"),
             "train": ("epochs", "steps", "time_budget", "batch_size", "lr", "seed", "device", "lr_schedule",
-                      "kl_warmup", "precision", "channels_last")}
+                      "kl_warmup", "precision", "channels_last", "procs", "threads")}
 
 
 LENGTH = ("epochs", "steps", "time_budget")  # what a resumed run may change
+
+
+def auto_or_count(text: str) -> int | str:
+    """argparse type for --procs and --threads: 'auto' or a whole number."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a whole number, got {text!r}") from None
 
 
 def duration(text: str) -> float:

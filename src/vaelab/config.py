@@ -57,6 +57,9 @@ class TrainConfig:
     kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
     precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
     channels_last: bool = False  # NHWC layout for conv weights and batches
+    # how the run uses the machine (vaelab.train.cores, .launch): never changes what a run computes
+    procs: int | str = "auto"  # processes training the run together (DDP); auto: one per GPU, one on a CPU
+    threads: int | str = "auto"  # compute threads per process; auto: the cores other programs leave free
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ MAX_CHANNELS = 4
 MAX_BATCH = 1 << 16
 MAX_IW_TRAIN = 5000  # importance samples per training image: K decodes per image per step
 MAX_EPOCHS = 1_000_000
+MAX_PROCS = 64  # processes per machine
+MAX_THREADS = 1024
 MAX_SEED = 1 << 62  # torch seeds are 64-bit; rank and epoch offsets are added to it
 
 
@@ -219,6 +224,10 @@ def validate(config: RunConfig) -> RunConfig:
         (model.takes_iw_train or m.iw_train == 1,
          f"iw-train needs q(z|x) with a density; the {m.model} has none (iw-train must be 1)"),
         (m.n_classes >= 0, f"n_classes must be 0 or more, got {m.n_classes}"),
+        (t.procs == "auto" or (isinstance(t.procs, int) and 1 <= t.procs <= MAX_PROCS),
+         f"procs must be 'auto' or a whole number from 1 to {MAX_PROCS}, got {t.procs!r}"),
+        (t.threads == "auto" or (isinstance(t.threads, int) and 1 <= t.threads <= MAX_THREADS),
+         f"threads must be 'auto' or a whole number from 1 to {MAX_THREADS}, got {t.threads!r}"),
     ]
     for ok, message in checks:
         if not ok:

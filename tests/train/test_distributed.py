@@ -18,13 +18,14 @@ TYPICAL_WEIGHT_DIFF = 1e-5  # 99% of weights
 LOSS_RTOL = 1e-5
 
 
-def vaelab(tmp_path, *args, processes=1):
+def vaelab(tmp_path, *args, processes=1, expect=0, fault=None):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
                  "--standalone", "-m", "vaelab"] if processes > 1 else [sys.executable, "-m", "vaelab"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"VAELAB_FAULT": fault} if fault else {})}
     result = subprocess.run([*launcher, "-q", "train", *map(str, args)], capture_output=True, text=True,
                             timeout=300, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == expect, result.stderr[-3000:]
+    return result
 
 
 def train_ae(tmp_path, data_dir, out, *extra, processes=1):
@@ -95,3 +96,65 @@ def test_colour_images_from_the_memory_mapped_cache_train_the_same_with_two_proc
     assert config["world_size"] == 2 and config["model"]["image_shape"] == [3, 16, 16]
     diffs = weight_diffs(ddp, single)
     assert diffs.max() <= MAX_WEIGHT_DIFF and torch.quantile(diffs, 0.99) <= TYPICAL_WEIGHT_DIFF
+
+
+# --- `--procs N`: vaelab starts the group itself ---------------------------------------------------------------
+
+def test_procs_2_trains_bitwise_as_torchrun_with_2_processes(runs, tiny_data_dir):
+    tmp = runs["tmp"]
+    launched = train_ae(tmp, tiny_data_dir, tmp / "procs", "--epochs", "2", "--procs", "2")
+    assert weight_diffs(launched, runs["ddp"]).max() == 0
+    assert train_losses(launched) == train_losses(runs["ddp"])
+    config = json.loads((launched / "config.json").read_text())
+    assert config["world_size"] == 2 and config["train"]["procs"] == 2
+
+
+def test_procs_2_interrupted_mid_epoch_resumes_bitwise(runs, tiny_data_dir):
+    """Ctrl-C reaches rank 0 just after epoch 1 is committed: every rank stops at the next step with a checkpoint,
+    the command exits 130 with the resume hint, and `--resume` (two processes again) ends as if never stopped."""
+    tmp = runs["tmp"]
+    result = vaelab(tmp, "--model", "ae", "--arch", "conv", "--dataset", "mnist", "--data-dir", tiny_data_dir,
+                    "--batch-size", "32", "--lr", LR, "--epochs", "2", "--procs", "2", "--out", tmp / "stopped2",
+                    expect=130, fault="commit:after@1!INT")
+    assert "interrupted in epoch 2 after step 1" in result.stderr and "--resume" in result.stderr
+    assert len(train_losses(tmp / "stopped2")) == 1
+    vaelab(tmp, "--resume", tmp / "stopped2")
+    assert weight_diffs(tmp / "stopped2", runs["ddp"]).max() == 0
+    assert train_losses(tmp / "stopped2") == train_losses(runs["ddp"])
+
+
+def test_procs_2_with_a_rank_killed_mid_write_keeps_the_last_epoch_and_resumes_bitwise(runs, tiny_data_dir):
+    """Rank 0 dies (SIGKILL) while writing epoch 2's checkpoint: one line names it, the other rank is stopped,
+    the folder holds epoch 1, and the resumed run is bitwise the uninterrupted one."""
+    tmp = runs["tmp"]
+    result = vaelab(tmp, "--model", "ae", "--arch", "conv", "--dataset", "mnist", "--data-dir", tiny_data_dir,
+                    "--batch-size", "32", "--lr", LR, "--epochs", "2", "--procs", "2", "--out", tmp / "killed",
+                    expect=2, fault="checkpoint.safetensors:during@2")
+    assert "vaelab: error: training process 0 of 2 stopped without a word" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(train_losses(tmp / "killed")) == 1
+    vaelab(tmp, "--resume", tmp / "killed")
+    assert weight_diffs(tmp / "killed", runs["ddp"]).max() == 0
+    assert train_losses(tmp / "killed") == train_losses(runs["ddp"])
+
+
+def test_procs_and_threads_take_auto_or_a_count(tmp_path, tiny_data_dir):
+    for flag, value, message in [("--procs", "two", "expected 'auto' or a whole number, got 'two'"),
+                                 ("--threads", "0", "threads must be 'auto' or a whole number from 1 to 1024")]:
+        result = vaelab(tmp_path, "--model", "ae", "--dataset", "mnist", "--data-dir", tiny_data_dir, flag, value,
+                        "--out", tmp_path / "never", expect=2)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "never").exists()
+
+
+def test_a_mid_epoch_checkpoint_gives_each_process_its_own_running_sums():
+    from vaelab.train.distributed import Cluster
+    from vaelab.train.loop import own_sums
+
+    saved = {"loss": 1.0, "kl": 2.0, "loss@1": 10.0, "kl@1": 20.0}
+    assert own_sums(saved, Cluster(0, 2)) == {"loss": 1.0, "kl": 2.0}
+    assert own_sums(saved, Cluster(1, 2)) == {"loss": 10.0, "kl": 20.0}
+    # resumed with another number of processes: rank 0 carries every image's terms once, the others none
+    assert own_sums(saved, Cluster()) == {"loss": 11.0, "kl": 22.0}
+    assert own_sums(saved, Cluster(0, 3)) == {"loss": 11.0, "kl": 22.0} and own_sums(saved, Cluster(2, 3)) == {}
+    assert own_sums({"loss": 1.0}, Cluster(0, 2)) == {"loss": 1.0} and own_sums({"loss": 1.0}, Cluster(1, 2)) == {}

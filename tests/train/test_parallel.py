@@ -10,13 +10,15 @@ from vaelab.train import parallel
 from vaelab.train.parallel import plan, train_many, waves
 
 
-def test_plan_gives_each_core_a_single_threaded_run(monkeypatch):
-    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
+def test_plan_gives_each_free_core_a_single_threaded_run(monkeypatch):
+    monkeypatch.setattr(parallel, "free_cores", lambda: 2)
     cpu = torch.device("cpu")
     assert plan(2, cpu) == (2, 1) and plan(6, cpu) == (2, 1)
     assert plan(1, cpu)[0] == 1
-    monkeypatch.setattr(parallel, "available_cores", lambda: 8)
+    monkeypatch.setattr(parallel, "free_cores", lambda: 8)
     assert plan(2, cpu) == (2, 4) and plan(3, cpu) == (3, 2)
+    monkeypatch.setattr(parallel, "free_cores", lambda: 1)  # a busy neighbour on a 2-core machine
+    assert plan(2, cpu) == (1, 1)
     assert plan(4, torch.device("cuda")) == (1, torch.get_num_threads())  # one GPU: one run after another
     assert [waves(n, 2) for n in (1, 2, 3, 6)] == [1, 1, 2, 3]
 

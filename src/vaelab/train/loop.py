@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import platform
 import signal
 import time
@@ -55,7 +56,8 @@ from vaelab.runs import (
     write_weights,
 )
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
-from vaelab.train.distributed import Cluster, join, leave, rank_device
+from vaelab.train.cores import ThreadGovernor
+from vaelab.train.distributed import Cluster, join, leave, rank_device, resolve_procs
 from vaelab.train.evaluation import loss_terms
 from vaelab.train.length import RunLength, format_duration
 from vaelab.train.logs import TensorBoardLog, make_logger
@@ -68,10 +70,10 @@ NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device 
 class TrainingInterrupted(Exception):
     """Ctrl-C / SIGTERM: a checkpoint was saved; the run can be resumed."""
 
-    def __init__(self, run_dir: Path, progress: Progress):
-        super().__init__(f"interrupted in epoch {progress.epoch + 1} after step {progress.step}; "
-                         f"checkpoint saved - continue with: vaelab train --resume {run_dir}")
-        self.run_dir = run_dir
+    @classmethod
+    def at(cls, run_dir: Path, progress: Progress) -> "TrainingInterrupted":
+        return cls(f"interrupted in epoch {progress.epoch + 1} after step {progress.step}; "
+                   f"checkpoint saved - continue with: vaelab train --resume {run_dir}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,6 +150,7 @@ class Session:
     weights_sha256: str | None = None  # checksum of the last finished epoch's weights (rank 0)
     config_to_write: dict | None = None  # a resumed run's new config.json, written at its first commit
     logger: TensorBoardLog | None = None  # --log, rank 0 only: called per step, per epoch, per commit
+    threads: ThreadGovernor | None = None  # re-counts the free cores as the run trains (`--threads auto`)
 
     def rng_states(self) -> dict[str, torch.Tensor]:
         """The generator states to checkpoint (a collective: every rank must call it)."""
@@ -236,7 +239,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                 progress = dataclasses.replace(progress, permutation=torch.randperm(n, generator=session.order_rng),
                                                step=0, sums={}, epoch_seconds=0.0)
             order = progress.permutation.to(session.device)
-            sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in progress.sums.items()}
+            sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in own_sums(progress.sums, cluster).items()}
             zero = torch.zeros((), dtype=torch.float64)
             recent_losses: list[torch.Tensor] = []
             bar = tqdm(total=n, initial=min(progress.step * batch_size, n), unit="img", leave=False,
@@ -246,7 +249,7 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
             first_step = progress.step
             for step, batch in epoch_batches(n, batch_size, order, progress.step):
                 index = cluster.shard(batch)
-                if len(index):
+                if len(batch) >= cluster.world_size:  # every process needs an image (DDP waits for all of them)
                     rows = images[index] if images.device == index.device else images[index.cpu()].to(session.device)
                     x = pixels(rows).contiguous(memory_format=memory_format)
                     fraction = length.fraction(progress.steps_done, seconds)
@@ -264,6 +267,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                         session.logger.step(progress.steps_done + 1, terms)
                 progress.step, progress.images_seen = step + 1, progress.images_seen + len(batch)
                 progress.steps_done += 1
+                if session.threads is not None:
+                    session.threads.tick()
                 if len(recent_losses) == NAN_CHECK_EVERY or progress.step == steps_per_epoch:
                     check_finite(recent_losses, epoch, progress.step, session)
                     recent_losses = []
@@ -276,11 +281,11 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                 if stopping:
                     check_finite(recent_losses, epoch, progress.step, session)
                     bar.close()
-                    progress.sums = {k: v.item() for k, v in sums.items()}
+                    progress.sums = gathered_sums(sums, cluster)
                     progress.epoch_seconds += time.perf_counter() - started
                     progress.elapsed_seconds = seconds
                     session.save(progress, history=None)
-                    raise TrainingInterrupted(session.folder.final, progress)
+                    raise TrainingInterrupted.at(session.folder.final, progress)
                 if length.done(progress.steps_done, seconds):
                     check_finite(recent_losses, epoch, progress.step, session)
                     break  # the last epoch, cut short by the steps or the budget
@@ -315,6 +320,31 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
         log.info("the %s budget took %d steps; `--steps %d` replays that count exactly",
                  format_duration(config.train.time_budget), progress.steps_done, progress.steps_done)
     return progress
+
+
+def gathered_sums(sums: dict[str, torch.Tensor], cluster: Cluster) -> dict[str, float]:
+    """Every process's running sums of the unfinished epoch, for its checkpoint (a collective): rank 0's under the
+    terms' names, rank r's under 'name@r', so that each process resumes with its own."""
+    names = sorted(sums)
+    if not names:  # stopped before the epoch's first step, on every rank alike
+        return {}
+    parts = cluster.gather(torch.stack([sums[k] for k in names]))
+    return {(k if rank == 0 else f"{k}@{rank}"): v for rank, part in enumerate(parts) for k, v in zip(names, part.tolist())}
+
+
+def own_sums(saved: dict[str, float], cluster: Cluster) -> dict[str, float]:
+    """This process's part of a checkpoint's running sums; resumed with another number of processes, rank 0
+    carries all of them, so the epoch's means still count every image once."""
+    saved_ranks = 1 + max((int(k.rpartition("@")[2]) for k in saved if "@" in k), default=0)
+    if saved_ranks == cluster.world_size:
+        suffix = f"@{cluster.rank}"
+        return ({k: v for k, v in saved.items() if "@" not in k} if cluster.rank == 0 else
+                {k.rpartition("@")[0]: v for k, v in saved.items() if k.endswith(suffix)})
+    totals: dict[str, float] = {}
+    for key, value in saved.items() if cluster.rank == 0 else ():
+        name = key.rpartition("@")[0] or key
+        totals[name] = totals.get(name, 0.0) + value
+    return totals
 
 
 def kl_warmup_weight(fraction: float, warmup: float) -> float:
@@ -368,6 +398,28 @@ def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     return rank_device(device, cluster), cluster, data
 
 
+def launched(entry: str, args: tuple, kwargs: dict, config: RunConfig) -> bool:
+    """Start the processes `--procs` asks for, unless this process is one of a group already; True if it did
+    (the run has then trained in them, or their error or interruption has been raised here)."""
+    procs = resolve_procs(config.train.procs, resolve_device(config.train.device))
+    if procs == 1 or "WORLD_SIZE" in os.environ:
+        return False
+    from vaelab.train.parallel import launch
+
+    launch(entry, args, kwargs, procs)
+    return True
+
+
+def describe_execution(session: Session) -> None:
+    """One line: how the run uses the machine (processes x threads, precision, memory layout)."""
+    chosen = session.threads.start()
+    if session.cluster.is_main:
+        world = session.cluster.world_size
+        layout = "channels-last" if session.config.train.channels_last else "contiguous (NCHW)"
+        log.info("%s: %d process%s x %s, %s, %s layout", session.device, world, "es" if world > 1 else "", chosen,
+                 session.config.train.precision, layout)
+
+
 def on_main_first(cluster: Cluster, action) -> None:
     """Run a file-system step on rank 0; every rank fails together if it fails."""
     problem = None
@@ -383,10 +435,13 @@ def on_main_first(cluster: Cluster, action) -> None:
 def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, logs: str | None = None) -> Path:
     """Train a new run into the folder `out` and return its path; `logs`: 'tensorboard[=DIR]' (vaelab.train.logs)."""
     config = check_config(config)
-    logger = make_logger(logs)
     check_levers(config.train.precision, config.train.lr_schedule)
     out = Path(out)
     refuse_existing(out)  # before the slow part; writability is tried once the config is known to be good
+    if launched("train", (config, out), {"show_progress": show_progress, "logs": logs}, config):
+        return out
+    logger = make_logger(logs)
+    threads = ThreadGovernor(config.train.threads)  # counts the free cores while the data loads
     device, cluster, data = start(config)
     folder = RunFolder(out, out)  # rank 0 makes it a locked staging folder
     try:
@@ -407,13 +462,13 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, log
 
         on_main_first(cluster, prepare)
         if cluster.is_main:
-            log.info("training %s (%s, latent %d) on %s for %s on %s%s -> %s", config.model.model,
+            log.info("training %s (%s, latent %d) on %s for %s -> %s", config.model.model,
                      config.model.arch, config.model.latent_dim, data.name,
-                     RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, 1).described,
-                     device,
-                     f" x {cluster.world_size} processes" if cluster.distributed else "", out)
+                     RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, 1).described, out)
         session = Session(model, make_optimizer(model, config), data, config, folder, device, cluster,
-                          torch.Generator().manual_seed(config.train.seed), logger=logger if cluster.is_main else None)
+                          torch.Generator().manual_seed(config.train.seed), logger=logger if cluster.is_main else None,
+                          threads=threads)
+        describe_execution(session)
         if config.train.epochs == 0:
             session.save(Progress(), [])
         fit(session, Progress(), show_progress)
@@ -421,6 +476,7 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, log
     finally:
         folder.close()  # removes the staging folder if nothing was committed; releases the lock
         leave(cluster)
+        threads.stop()
         if logger is not None:
             logger.close()
 
@@ -430,7 +486,6 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
     """Continue a run from its checkpoint, optionally with a new length: a total number of epochs, of
     steps, or a time budget (the run's clock counts the time already spent)."""
     run_dir = Path(run_dir)
-    logger = make_logger(logs)
     config, raw = read_config(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
         raise VaelabError(f"{run_dir} has no {CHECKPOINT} to resume from")
@@ -441,6 +496,11 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
                                        "steps": steps, "time_budget": time_budget})
     config = check_config(config)
     check_levers(config.train.precision, config.train.lr_schedule)
+    if launched("resume", (run_dir, epochs), {"steps": steps, "time_budget": time_budget,
+                                              "show_progress": show_progress, "logs": logs}, config):
+        return run_dir
+    logger = make_logger(logs)
+    threads = ThreadGovernor(config.train.threads)
     device, cluster, data = start(config)
     folder = RunFolder(run_dir, run_dir)  # rank 0 locks it
     try:
@@ -468,15 +528,17 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
         changed = json.loads(json.dumps({**raw, **config.to_dict()}))  # as config.json holds it
         session = Session(model, optimizer, data, config, folder, device, cluster, torch.Generator(),
                           record.history, record.weights_sha256, changed if changed != raw else None,
-                          logger if cluster.is_main else None)
+                          logger if cluster.is_main else None, threads)
         session.restore_rng(rng, progress.epoch)
         if cluster.is_main:
             log.info("resuming %s at epoch %d step %d, to %s", run_dir, progress.epoch + 1, progress.step,
                      length.described)
+        describe_execution(session)
         fit(session, progress, show_progress)
         return run_dir
     finally:
         folder.close()
         leave(cluster)
+        threads.stop()
         if logger is not None:
             logger.close()

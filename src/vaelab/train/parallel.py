@@ -1,40 +1,41 @@
-"""Several training runs at once on one machine: one process per run, the cores shared out between them.
+"""Training in worker processes: several runs at once, or one run as a DDP group on this machine.
 
-A small network's step is too short for two threads to share well, and a multi-threaded process
-collapses when a neighbour takes one of its cores (OpenMP threads spin waiting for each other), while
-one single-threaded process per core keeps each run at its one-core speed. So on a CPU the runs go in
-waves of as many processes as there are cores, each with cores // processes threads; on a GPU they go
-one after another in this process.
+Several runs: a small network's step is too short for two threads to share well, and a multi-threaded
+process collapses when a neighbour takes one of its cores (OpenMP threads spin waiting for each other),
+while one single-threaded process per core keeps each run at its one-core speed. So on a CPU the runs go
+in waves of as many processes as there are free cores, each with free cores // processes threads; on a GPU
+they go one after another in this process.
+
+One run, `--procs N`: N processes of this machine train it together as torchrun would start them
+(`launch`), over gloo on a CPU or nccl with one GPU each; the training loop does the rest (distributed.py).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
+import socket
 from pathlib import Path
 
 import torch
 
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
+from vaelab.train.cores import free_cores
 
 log = logging.getLogger("vaelab")
 POLL_SECONDS = 1.0  # how often the parent checks that no worker died without a word
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def plan(runs: int, device: torch.device) -> tuple[int, int]:
-    """(processes, threads per process) for `runs` runs on `device`."""
+    """(processes, threads per process) for `runs` runs on `device`: never more threads than free cores."""
     if device.type != "cpu" or runs <= 1:
         return 1, torch.get_num_threads()
-    cores = available_cores()
+    cores = free_cores()
     processes = max(1, min(runs, cores))
     return processes, max(1, cores // processes)
 
@@ -106,3 +107,100 @@ def train_job(index: int, name: str, config: dict, out: str, threads: int, level
         results.put((index, "interrupted", str(exc)))
     except VaelabError as exc:
         results.put((index, "error", str(exc)))
+
+
+STOP_GRACE_SECONDS = 60.0  # how long stopping ranks get to agree and save their checkpoint before they are killed
+
+
+def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
+    """Run `vaelab.train.loop.<entry>(*args, **kwargs)` (train or resume) in `world_size` fresh processes that
+    form one DDP group, with the environment torchrun would give them; each gets its share of the free cores.
+    Errors, Ctrl-C and a rank that dies come back as they would from one process."""
+    from vaelab.train.loop import TrainingInterrupted
+
+    cores = free_cores()
+    if world_size > cores:
+        log.warning("%d processes on %d free core%s: they will wait for each other; fewer processes would be faster",
+                    world_size, cores, "s" if cores > 1 else "")
+    threads = max(1, min(torch.get_num_threads(), cores) // world_size)
+    context = multiprocessing.get_context("spawn")
+    port, level = free_port(), log.getEffectiveLevel()
+    ranks, outcomes = [], {}
+    for rank in range(world_size):  # one pipe per rank: a killed rank cannot leave a shared queue's lock held
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=rank_job, name=f"rank {rank}", daemon=False,
+                                  args=(rank, world_size, port, threads, entry, args, kwargs, level, writer))
+        process.start()
+        writer.close()
+        ranks.append((process, reader))
+    try:
+        collect(ranks, outcomes, deadline=None)
+    except BaseException:  # Ctrl-C here, or a rank died: the others stop with a checkpoint if they can
+        for rank, (process, _) in enumerate(ranks):
+            if rank not in outcomes and process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        collect(ranks, outcomes, deadline=STOP_GRACE_SECONDS, quiet=True)
+        raise
+    finally:
+        for process, reader in ranks:
+            process.join(timeout=STOP_GRACE_SECONDS)
+            if process.is_alive():  # stuck in a collective with a dead rank
+                process.kill()
+                process.join()
+            reader.close()
+    errors = [message for status, message in (outcomes[r] for r in sorted(outcomes)) if status == "error"]
+    if errors:
+        raise VaelabError(errors[0])
+    interrupted = [message for status, message in outcomes.values() if status == "interrupted" and message]
+    if interrupted:
+        raise TrainingInterrupted(interrupted[0])
+
+
+def collect(ranks: list, outcomes: dict, deadline: float | None, quiet: bool = False) -> None:
+    """Wait for every rank's (status, message) (or `deadline` seconds); a rank that dies without one is an error,
+    or, when `quiet`, an outcome of its own."""
+    waited = 0.0
+    while len(outcomes) < len(ranks) and (deadline is None or waited < deadline):
+        waiting = {reader: rank for rank, (_, reader) in enumerate(ranks) if rank not in outcomes}
+        ready = multiprocessing.connection.wait(list(waiting), timeout=POLL_SECONDS)
+        for reader in ready:
+            try:
+                outcomes[waiting[reader]] = reader.recv()
+            except EOFError:  # it exited without a word
+                ranks[waiting[reader]][0].join()
+                if not quiet:
+                    rank = waiting[reader]
+                    raise VaelabError(f"training process {rank} of {len(ranks)} stopped without a word (exit code "
+                                      f"{ranks[rank][0].exitcode}); the others were stopped") from None
+                outcomes[waiting[reader]] = ("died", "")
+        waited += 0 if ready else POLL_SECONDS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rank_job(rank: int, world_size: int, port: int, threads: int, entry: str, args: tuple, kwargs: dict,
+             level: int, outcome) -> None:
+    """One rank of a launched group: torchrun's environment, this rank's threads, its outcome back through a pipe."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING, format="%(message)s")
+    from vaelab.train import loop
+
+    try:
+        getattr(loop, entry)(*args, **kwargs)
+        outcome.send(("ok", ""))
+    except loop.TrainingInterrupted as exc:
+        outcome.send(("interrupted", str(exc)))
+    except KeyboardInterrupt:
+        outcome.send(("interrupted", ""))
+    except VaelabError as exc:
+        outcome.send(("error", str(exc)))
+    except OSError as exc:
+        outcome.send(("error", f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"))
+    except RuntimeError as exc:  # a collective whose peer is gone: the parent names the rank that died
+        outcome.send(("error", f"training process {rank}: {str(exc).splitlines()[0][:300]}"))
