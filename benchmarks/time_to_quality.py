@@ -27,7 +27,7 @@ from pathlib import Path
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "time_to_quality.json"
 EPOCH_LINE = re.compile(r"^epoch (\d+)(?:/\d+)?\s+train loss")  # vaelab's log line after each test pass
-EXECUTION = re.compile(r"^\w+: \d+ process(?:es)? x .*")  # and its line on how it uses the machine
+EXECUTION = re.compile(r"^\S+: \d+ process(?:es)? x .*")  # and its line on how it uses the machine
 
 
 def first_reached(history: list[dict], wall_seconds: dict[int, float], targets: list[float]) -> list[dict]:

@@ -320,9 +320,10 @@ FAST_CONV = {"precision": "auto", "channels_last": True}  # book-vae-fast's leve
 FAST_MLP = {"precision": "auto"}
 LAYOUTS = {"1x1": {"procs": 1, "threads": 1}, "1x2": {"procs": 1, "threads": 2}, "2x1": {"procs": 2, "threads": 1},
            "auto": {"procs": "auto", "threads": "auto"}}
-# with --steps 150, the default list takes about 6 minutes on 2 cores: the conv cases time 75 steps (10-25 s
-# each), the MLP's (~14x fewer FLOPs per step) 225, in 3-6 s
-SHARES = {"conv": 0.5, "mlp": 1.5}
+# With --steps 150 the default list should take about 6 minutes on 2 cores, ~10 s of it per case fixed (process
+# start, data load, a vaelab run's end-of-run test pass): the conv cases time 45 steps (6-12 s quiet), the MLP's
+# (~14x fewer FLOPs per step) 150 (2-3 s). Each case's wall time is in the JSON (case_seconds).
+SHARES = {"conv": 0.3, "mlp": 1.0}
 BUSY_SHARE = 1 / 3  # a case with a busy neighbour runs up to ~3.5x slower
 
 
@@ -384,7 +385,7 @@ def run_case(name: str, steps: int | None) -> dict:
     return result
 
 
-EXECUTION = re.compile(r"^\w+: (\d+) process(?:es)? x (\d+) thread", re.MULTILINE)
+EXECUTION = re.compile(r"^\S+: (\d+) process(?:es)? x (\d+) thread", re.MULTILINE)
 
 
 def execution_layout(log_text: str) -> str | None:
@@ -507,6 +508,7 @@ def main() -> None:
     unknown = set(names) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    began = time.perf_counter()
     peak = matmul_peak_gflops()
     bf16_peak = matmul_peak_gflops(dtype=torch.bfloat16)
     flops = {arch: flops_per_image(arch) for arch in {CASES[n].arch for n in names if CASES[n].batch}}
@@ -519,12 +521,14 @@ def main() -> None:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         steps = [] if args.steps is None else ["--steps", str(args.steps)]
         command = [sys.executable, __file__, "--case", name, *steps]
+        started = time.perf_counter()
         with busy_neighbour(case.busy):
             proc = subprocess.run(command, capture_output=True, text=True)
+        case_seconds = time.perf_counter() - started
         if proc.returncode != 0:
             results.append({"case": name, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]})
             continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = {**json.loads(proc.stdout.strip().splitlines()[-1]), "case_seconds": case_seconds}
         if layout := execution_layout(proc.stderr):
             result["execution"] = layout
         if case.batch:  # training
@@ -532,6 +536,7 @@ def main() -> None:
         results.append(result)
     add_ratios(results, peak, bf16_peak)
     print_table(results, peak, bf16_peak, args.steps)
+    print(f"\nthe benchmark took {time.perf_counter() - began:.0f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"matmul_peak_gflops": peak, "bf16_matmul_peak_gflops": bf16_peak,
                                      "threads": torch.get_num_threads(), "torch": torch.__version__,
