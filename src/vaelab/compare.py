@@ -34,6 +34,7 @@ from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
 from vaelab.report import build_view, render, render_html, render_markdown, verdicts
 from vaelab.runs import RunLock, atomic_write, clean_leftovers, load, read_config, read_metrics, write_json
+from vaelab.train.cores import on_free_cores
 from vaelab.train.length import format_duration
 from vaelab.train.loop import resolve_device, versions
 from vaelab.train.parallel import plan, train_many, waves
@@ -238,6 +239,7 @@ class Measured:
     seed_metrics: list[list[dict]]  # each group's metrics per seed
 
 
+@on_free_cores()
 def measure(groups: list[list[Path]], shown: list[list[str]], *, data_dir: str | None, device: str, iw_samples: int,
             classifier: Recipe, show_progress: bool, seconds: dict, data: ImageData | None = None,
             labels: list[str] | None = None) -> Measured:

@@ -19,12 +19,14 @@ from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
 from vaelab.runs import EVAL, load, read_config, write_json
+from vaelab.train.cores import on_free_cores
 from vaelab.train.evaluation import loss_terms
 from vaelab.train.loop import resolve_device
 
 log = logging.getLogger("vaelab")
 
 
+@on_free_cores()
 def evaluate(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
              device: str = "auto", batch_size: int | None = None, write: bool = True, iw_samples: int | None = None,
              classifier: Recipe = Recipe(), show_progress: bool = True) -> dict:

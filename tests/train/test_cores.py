@@ -108,3 +108,11 @@ def test_a_training_step_gives_bitwise_the_same_weights_with_one_or_two_threads(
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(train(1), train(2))
+
+
+def test_measuring_runs_on_the_free_cores_and_gives_the_threads_back(monkeypatch):
+    torch.set_num_threads(2)
+    monkeypatch.setattr(cores, "CoreMeter", lambda: ScriptedMeter([1.0]))
+    with cores.on_free_cores():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2

@@ -1,5 +1,7 @@
 """Several runs at once: one single-threaded process per core, outcomes and errors carried back."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from test_training import assert_same_weights, tiny_config
@@ -10,15 +12,20 @@ from vaelab.train import parallel
 from vaelab.train.parallel import plan, train_many, waves
 
 
-def test_plan_gives_each_free_core_a_single_threaded_run(monkeypatch):
-    monkeypatch.setattr(parallel, "free_cores", lambda: 2)
+def test_plan_gives_each_core_a_run_and_threads_from_the_free_cores(monkeypatch):
+    def machine(cores, free):
+        monkeypatch.setattr(parallel, "CoreMeter", lambda: SimpleNamespace(cores=set(range(cores)), free=lambda: free))
+
     cpu = torch.device("cpu")
+    machine(2, 2)
     assert plan(2, cpu) == (2, 1) and plan(6, cpu) == (2, 1)
     assert plan(1, cpu)[0] == 1
-    monkeypatch.setattr(parallel, "free_cores", lambda: 8)
+    machine(8, 8)
     assert plan(2, cpu) == (2, 4) and plan(3, cpu) == (3, 2)
-    monkeypatch.setattr(parallel, "free_cores", lambda: 1)  # a busy neighbour on a 2-core machine
-    assert plan(2, cpu) == (1, 1)
+    machine(8, 5)  # other programs keep three cores busy
+    assert plan(2, cpu) == (2, 2) and plan(8, cpu) == (8, 1)
+    machine(2, 1)  # a busy neighbour on 2 cores: single-threaded runs still share the cores
+    assert plan(2, cpu) == (2, 1)
     assert plan(4, torch.device("cuda")) == (1, torch.get_num_threads())  # one GPU: one run after another
     assert [waves(n, 2) for n in (1, 2, 3, 6)] == [1, 1, 2, 3]
 

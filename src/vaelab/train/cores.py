@@ -13,6 +13,7 @@ bitwise; pass `--threads N` to fix the count.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -124,3 +125,14 @@ class ThreadGovernor:
 
     def stop(self) -> None:
         torch.set_num_threads(self.before)
+
+
+@contextlib.contextmanager
+def on_free_cores():
+    """Run a block (measuring, evaluating: no steps to re-count at) on the threads the free cores allow now."""
+    governor = ThreadGovernor(AUTO)
+    governor.start()
+    try:
+        yield
+    finally:
+        governor.stop()

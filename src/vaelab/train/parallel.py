@@ -3,8 +3,8 @@
 Several runs: a small network's step is too short for two threads to share well, and a multi-threaded
 process collapses when a neighbour takes one of its cores (OpenMP threads spin waiting for each other),
 while one single-threaded process per core keeps each run at its one-core speed. So on a CPU the runs go
-in waves of as many processes as there are free cores, each with free cores // processes threads; on a GPU
-they go one after another in this process.
+in waves of as many processes as there are cores, each with free cores // processes threads (at least one);
+on a GPU they go one after another in this process.
 
 One run, `--procs N`: N processes of this machine train it together as torchrun would start them
 (`launch`), over gloo on a CPU or nccl with one GPU each; the training loop does the rest (distributed.py).
@@ -25,19 +25,21 @@ import torch
 
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
-from vaelab.train.cores import free_cores
+from vaelab.train.cores import CoreMeter, free_cores
 
 log = logging.getLogger("vaelab")
 POLL_SECONDS = 1.0  # how often the parent checks that no worker died without a word
 
 
 def plan(runs: int, device: torch.device) -> tuple[int, int]:
-    """(processes, threads per process) for `runs` runs on `device`: never more threads than free cores."""
+    """(processes, threads per process) for `runs` runs on `device`. Single-threaded processes share a core
+    without waiting for each other, so there are as many as cores (and runs); only threads beyond one per
+    process are limited to the free cores, since a multi-threaded process collapses beside a neighbour."""
     if device.type != "cpu" or runs <= 1:
         return 1, torch.get_num_threads()
-    cores = free_cores()
-    processes = max(1, min(runs, cores))
-    return processes, max(1, cores // processes)
+    meter = CoreMeter()
+    processes = max(1, min(runs, len(meter.cores)))
+    return processes, max(1, meter.free() // processes)
 
 
 def waves(runs: int, processes: int) -> int:
