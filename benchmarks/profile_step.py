@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -129,7 +130,8 @@ def main() -> None:
             cases.append(profile_case(arch, count, args.batch_size, args.precision, args.steps, args.warmup))
             print_case(cases[-1])
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"torch": torch.__version__, "cases": cases}, indent=2))
+    args.json.write_text(json.dumps({"torch": torch.__version__, "cpu_count": os.cpu_count(),
+                                     "load_average_1min": os.getloadavg()[0], "cases": cases}, indent=2))
     print(f"\nwrote {args.json}")
 
 

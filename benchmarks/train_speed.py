@@ -43,6 +43,8 @@ from pathlib import Path
 
 import torch
 
+from vaelab.train.speed import native_bf16
+
 DEFAULT_JSON = Path(__file__).parent / "results" / "train_speed.json"
 WARMUP_STEPS = 5  # untimed steps before a --steps measurement: oneDNN chooses and caches its kernels in them
 IW_QUICK_IMAGES = 500  # test images of the K=1000 bound under --steps (the full 10,000 take minutes)
@@ -55,8 +57,6 @@ def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32, seconds: float = 3.0) -> float:
     """Best sustained GEMM rate (GFLOP/s) on all threads: the roof the models are measured against. The operands
     are 2048x2048, or 512x512 for bf16 where the CPU emulates it (~1 GFLOP/s: one 2048 GEMM takes a minute)."""
-    from vaelab.train.speed import native_bf16
-
     size = 512 if dtype == torch.bfloat16 and not native_bf16(torch.device("cpu")) else 2048
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
@@ -368,8 +368,6 @@ def case_steps(case: Case, steps: int | None) -> int | None:
     """The steps a case times under --steps: its share of them, a tenth of that for emulated bf16."""
     if steps is None:
         return None
-    from vaelab.train.speed import native_bf16
-
     emulated = case.options.get("precision") == "bf16" and not native_bf16(torch.device("cpu"))
     return max(1, round(steps * case.share * (EMULATED_BF16_SHARE if emulated else 1.0)))
 
@@ -458,8 +456,9 @@ def describe(result: dict) -> str:
 
 
 def print_table(results: list[dict], peak: float, bf16_peak: float, steps: int | None) -> None:
-    print(f"\nfp32 matmul peak {peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s ({torch.get_num_threads()} threads, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs); "
+    bf16 = "native" if native_bf16(torch.device("cpu")) else "emulated"
+    print(f"\nfp32 matmul peak {peak:.1f} GFLOP/s, bf16 {bf16_peak:.1f} GFLOP/s ({bf16}) "
+          f"({torch.get_num_threads()} threads, {platform.machine()}, {os.cpu_count()} CPUs); "
           + ("one epoch of full MNIST per case, warm-up included" if steps is None else
              f"per case, 'steps' timed steps after {WARMUP_STEPS} warm-up steps (--steps {steps} x the case's share)"))
     print("x tuned: over the faster of the tuned loop's bf16 and fp32 variants at the same network, batch and "
@@ -540,6 +539,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"matmul_peak_gflops": peak, "bf16_matmul_peak_gflops": bf16_peak,
                                      "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                     "bf16_native": native_bf16(torch.device("cpu")),
                                      "machine": platform.machine(), "cpu_count": os.cpu_count(),
                                      "load_average_1min": os.getloadavg()[0], "steps": args.steps,
                                      "warmup_steps": WARMUP_STEPS, "results": results}, indent=2))

@@ -51,17 +51,16 @@ def test_ratios_use_the_faster_tuned_loop_and_the_same_neighbour(train_speed):
 
 
 def test_case_steps_scale_by_share_and_emulated_bf16(train_speed, monkeypatch):
-    speed = importlib.import_module("vaelab.train.speed")  # `vaelab.train` the attribute is the function
     case = train_speed.CASES
     assert train_speed.case_steps(case["vaelab-conv-b128-1x2"], None) is None
     assert train_speed.case_steps(case["vaelab-conv-b128-1x2"], 150) == 45
     assert train_speed.case_steps(case["vaelab-mlp-b128-1x2"], 150) == 150
     assert train_speed.case_steps(case["vaelab-conv-b128-1x2-busy"], 150) == 15
-    monkeypatch.setattr(speed, "native_bf16", lambda device: False)
+    monkeypatch.setattr(train_speed, "native_bf16", lambda device: False)
     assert train_speed.case_steps(case["tuned-conv-b128"], 200) == 6
     assert train_speed.case_steps(case["tuned-fp32-conv-b128"], 200) == 60
     assert train_speed.case_steps(case["tuned-conv-b128"], 1) == 1
-    monkeypatch.setattr(speed, "native_bf16", lambda device: True)
+    monkeypatch.setattr(train_speed, "native_bf16", lambda device: True)
     assert train_speed.case_steps(case["tuned-conv-b128"], 200) == 60
 
 
