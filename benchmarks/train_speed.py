@@ -1,7 +1,7 @@
 """Training speed: vaelab against a tuned PyTorch loop, a naive one and pythae, and this machine's matmul peaks.
 
     python benchmarks/train_speed.py                   # one epoch of full MNIST ($VAELAB_DATA_DIR/cache) per case
-    python benchmarks/train_speed.py --steps 150       # 150 timed steps per case after a warm-up (fewer for slow cases)
+    python benchmarks/train_speed.py --steps 300       # 300 x a case's share of timed steps after a warm-up (~11 min)
     python benchmarks/train_speed.py --cases all       # also the single-lever cases (batch 32, bf16, channels-last)
     python benchmarks/train_speed.py --cases vaelab-conv-b128-1x2,tuned-fp32-conv-b128 --json out.json
 
@@ -342,10 +342,11 @@ FAST_CONV = {"precision": "auto", "channels_last": True}  # book-vae-fast's leve
 FAST_MLP = {"precision": "auto"}
 LAYOUTS = {"1x1": {"procs": 1, "threads": 1}, "1x2": {"procs": 1, "threads": 2}, "2x1": {"procs": 2, "threads": 1},
            "auto": {"procs": "auto", "threads": "auto"}}
-# With --steps 150 the default list should take about 6 minutes on 2 cores, ~10 s of it per case fixed (process
-# start, data load, a vaelab run's end-of-run test pass): the conv cases time 45 steps (6-12 s quiet), the MLP's
-# (~14x fewer FLOPs per step) 150 (2-3 s). Each case's wall time is in the JSON (case_seconds).
-SHARES = {"conv": 0.3, "mlp": 1.0}
+# With --steps 300 the default list takes about 11 minutes on 2 cores (measured twice), ~10 s of it per case fixed
+# (process start, data load, a vaelab run's end-of-run test pass): the conv cases time 90 steps (14-34 s quiet),
+# the MLP's (~14x fewer FLOPs per step) 600 (6-15 s); fewer, 2-3 s of MLP steps, varied by 30% between identical
+# cases on this project's VM. Each case's wall time is in the JSON (case_seconds).
+SHARES = {"conv": 0.3, "mlp": 2.0}
 BUSY_SHARE = 1 / 3  # a case with a busy neighbour runs up to ~3.5x slower
 
 

@@ -116,3 +116,14 @@ def test_measuring_runs_on_the_free_cores_and_gives_the_threads_back(monkeypatch
     with cores.on_free_cores():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
+
+
+def test_each_epoch_records_its_processes_and_threads(tiny_data_dir, tmp_path):
+    from test_training import tiny_config
+
+    import vaelab
+    from vaelab.runs import read_metrics
+
+    run = vaelab.train(tiny_config(tiny_data_dir, epochs=1).replace(train={"threads": 1}), tmp_path / "run",
+                       show_progress=False)
+    assert [(e["processes"], e["threads"]) for e in read_metrics(run)] == [(1, 1)]

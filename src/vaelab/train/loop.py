@@ -306,7 +306,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
                 test = loss_terms(model, test_x, config.train.eval_batch_size, labels=test_labels)
                 history.append({"epoch": epoch, "train": train_means, "test": test, "seconds": round(step_seconds, 3),
                                 "images": epoch_images, "images_per_s": round(epoch_images / step_seconds, 1),
-                                "images_seen": progress.images_seen, "steps": progress.steps_done})
+                                "images_seen": progress.images_seen, "steps": progress.steps_done,
+                                "processes": cluster.world_size, "threads": torch.get_num_threads()})
                 if session.logger is not None:
                     session.logger.epoch(progress.steps_done, history[-1], model, test_x)
                 log.info("epoch %s  train loss %.4g  test loss %.4g%s  %.1f s  %.0f img/s", epoch_label(epoch, config),
