@@ -100,24 +100,18 @@ def test_colour_images_from_the_memory_mapped_cache_train_the_same_with_two_proc
 
 # --- `--procs N`: vaelab starts the group itself ---------------------------------------------------------------
 
-def test_procs_2_trains_bitwise_as_torchrun_with_2_processes(runs, tiny_data_dir):
-    tmp = runs["tmp"]
-    launched = train_ae(tmp, tiny_data_dir, tmp / "procs", "--epochs", "2", "--procs", "2")
-    assert weight_diffs(launched, runs["ddp"]).max() == 0
-    assert train_losses(launched) == train_losses(runs["ddp"])
-    config = json.loads((launched / "config.json").read_text())
-    assert config["world_size"] == 2 and config["train"]["procs"] == 2
-
-
 def test_procs_2_interrupted_mid_epoch_resumes_bitwise(runs, tiny_data_dir):
-    """Ctrl-C reaches rank 0 just after epoch 1 is committed: every rank stops at the next step with a checkpoint,
-    the command exits 130 with the resume hint, and `--resume` (two processes again) ends as if never stopped."""
+    """`--procs 2` is torchrun with 2 processes: Ctrl-C reaches rank 0 just after epoch 1 is committed, every rank
+    stops at the next step with a checkpoint, the command exits 130 with the resume hint, and `--resume` (two
+    processes again, from config.json) ends bitwise where torchrun's uninterrupted run did."""
     tmp = runs["tmp"]
     result = vaelab(tmp, "--model", "ae", "--arch", "conv", "--dataset", "mnist", "--data-dir", tiny_data_dir,
                     "--batch-size", "32", "--lr", LR, "--epochs", "2", "--procs", "2", "--out", tmp / "stopped2",
                     expect=130, fault="commit:after@1!INT")
     assert "interrupted in epoch 2 after step 1" in result.stderr and "--resume" in result.stderr
     assert len(train_losses(tmp / "stopped2")) == 1
+    config = json.loads((tmp / "stopped2" / "config.json").read_text())
+    assert config["world_size"] == 2 and config["train"]["procs"] == 2
     vaelab(tmp, "--resume", tmp / "stopped2")
     assert weight_diffs(tmp / "stopped2", runs["ddp"]).max() == 0
     assert train_losses(tmp / "stopped2") == train_losses(runs["ddp"])
