@@ -20,7 +20,6 @@ import time
 
 import torch
 
-
 log = logging.getLogger("vaelab")
 AUTO = "auto"
 PROBE_SECONDS = 0.1  # the shortest window a start-up count is taken over (/proc/stat ticks are 10 ms)
@@ -47,7 +46,8 @@ class CoreMeter:
 
     def __init__(self):
         # the cores this process may run on: its affinity mask where the OS has one
-        self.cores = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        self.cores = set(affinity)
         self.reading = self.read()
 
     def read(self) -> tuple[float, float | None, float]:

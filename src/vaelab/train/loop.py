@@ -330,7 +330,8 @@ def gathered_sums(sums: dict[str, torch.Tensor], cluster: Cluster) -> dict[str, 
     if not names:  # stopped before the epoch's first step, on every rank alike
         return {}
     parts = cluster.gather(torch.stack([sums[k] for k in names]))
-    return {(k if rank == 0 else f"{k}@{rank}"): v for rank, part in enumerate(parts) for k, v in zip(names, part.tolist())}
+    return {(k if rank == 0 else f"{k}@{rank}"): v
+            for rank, part in enumerate(parts) for k, v in zip(names, part.tolist())}
 
 
 def own_sums(saved: dict[str, float], cluster: Cluster) -> dict[str, float]:
