@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -130,6 +132,26 @@ def test_procs_2_with_a_rank_killed_mid_write_keeps_the_last_epoch_and_resumes_b
     vaelab(tmp, "--resume", tmp / "killed")
     assert weight_diffs(tmp / "killed", runs["ddp"]).max() == 0
     assert train_losses(tmp / "killed") == train_losses(runs["ddp"])
+
+
+def test_procs_2_ctrl_c_to_the_launching_process_stops_every_rank_with_a_checkpoint(tmp_path, tiny_data_dir):
+    """SIGINT to vaelab's own process only (not its group): it passes the stop on, every rank saves, and the
+    command ends as one process would, exit 130 with where it stopped and how to go on."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vaelab", "train", "--model", "ae", "--arch", "mlp", "--dataset", "mnist",
+               "--data-dir", str(tiny_data_dir), "--batch-size", "32", "--epochs", "1000", "--procs", "2",
+               "--out", str(out)]
+    launched = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists():  # epoch 1 committed
+        assert launched.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    launched.send_signal(signal.SIGINT)
+    _, stderr = launched.communicate(timeout=120)
+    assert launched.returncode == 130, stderr[-2000:]
+    assert "checkpoint saved - continue with: vaelab train --resume" in stderr
+    assert 1 <= len(train_losses(out)) < 1000 and (out / "checkpoint.safetensors").is_file()
 
 
 def test_procs_and_threads_take_auto_or_a_count(tmp_path, tiny_data_dir):

@@ -118,8 +118,6 @@ def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
     """Run `vaelab.train.loop.<entry>(*args, **kwargs)` (train or resume) in `world_size` fresh processes that
     form one DDP group, with the environment torchrun would give them; each gets its share of the free cores.
     Errors, Ctrl-C and a rank that dies come back as they would from one process."""
-    from vaelab.train.loop import TrainingInterrupted
-
     cores = free_cores()
     if world_size > cores:
         log.warning("%d processes on %d free core%s: they will wait for each other; fewer processes would be faster",
@@ -137,11 +135,13 @@ def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
         ranks.append((process, reader))
     try:
         collect(ranks, outcomes, deadline=None)
-    except BaseException:  # Ctrl-C here, or a rank died: the others stop with a checkpoint if they can
+    except BaseException as exc:  # Ctrl-C here, or a rank died: the others stop with a checkpoint if they can
         for rank, (process, _) in enumerate(ranks):
             if rank not in outcomes and process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
         collect(ranks, outcomes, deadline=STOP_GRACE_SECONDS, quiet=True)
+        if isinstance(exc, KeyboardInterrupt):  # the ranks' own word says where they stopped and how to go on
+            raise_outcome(outcomes)
         raise
     finally:
         for process, reader in ranks:
@@ -150,6 +150,13 @@ def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
                 process.kill()
                 process.join()
             reader.close()
+    raise_outcome(outcomes)
+
+
+def raise_outcome(outcomes: dict[int, tuple[str, str]]) -> None:
+    """The group's outcome as one process would give it: the first rank's error, else its interruption."""
+    from vaelab.train.loop import TrainingInterrupted
+
     errors = [message for status, message in (outcomes[r] for r in sorted(outcomes)) if status == "error"]
     if errors:
         raise VaelabError(errors[0])
