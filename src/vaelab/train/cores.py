@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 
@@ -92,7 +93,7 @@ class ThreadGovernor:
         self.before = torch.get_num_threads()
         self.ceiling = self.before if setting == AUTO else setting
         self.threads = self.ceiling
-        self.next_check = 0.0
+        self.next_check = math.inf  # when tick re-counts: never, unless start chose `auto` with cores to choose from
 
     def start(self) -> str:
         """Set the run's thread count; returns how it was chosen, for the run's first log line."""
@@ -109,9 +110,11 @@ class ThreadGovernor:
         return f"{self.threads} thread{'s' if self.threads > 1 else ''} ({free} of {cores} cores free)"
 
     def tick(self) -> None:
-        if self.setting != AUTO or self.ceiling == 1 or time.perf_counter() < self.next_check:
+        """Called every step: one clock read, and a re-count when it is due."""
+        now = time.perf_counter()
+        if now < self.next_check:
             return
-        self.next_check = time.perf_counter() + RECHECK_SECONDS
+        self.next_check = now + RECHECK_SECONDS
         neighbours = self.meter.neighbours()
         threads = min(self.ceiling, free_of(len(self.meter.cores), neighbours))
         if threads != self.threads:
