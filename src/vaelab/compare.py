@@ -32,7 +32,8 @@ from vaelab.data import ImageData, load_data, load_dataset
 from vaelab.errors import VaelabError
 from vaelab.metrics import Recipe, reference, run_metrics
 from vaelab.metrics.likelihood import check_iw_samples
-from vaelab.report import build_view, render, render_html, render_markdown, verdicts
+from vaelab.report.summary import verdicts
+from vaelab.report.views import build_view
 from vaelab.runs import RunLock, atomic_write, clean_leftovers, load, read_config, read_metrics, write_json
 from vaelab.train.cores import on_free_cores
 from vaelab.train.length import format_duration
@@ -281,6 +282,8 @@ def study(groups: list[list[Path]], shown: list[list[str]], folder: Path, *, dat
                        show_progress=show_progress, seconds=seconds, data=data)
     data, labels, runs, views, seed_metrics = (measured.data, measured.labels, measured.runs, measured.views,
                                                measured.seed_metrics)
+    from vaelab.report.figures import render  # matplotlib: imported only by the commands that draw
+
     started = time.perf_counter()
     figures = render(views)
     (folder / FIGURE_FOLDER).mkdir()
@@ -365,6 +368,9 @@ def compare(runs: list[str | Path] | None = None, out: str | Path = "compare", *
         seconds["total"] = time.perf_counter() - total
         result["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
         write_json(folder / "metrics.json", result)
+        from vaelab.report.html import render_html  # matplotlib: imported only by the commands that draw
+        from vaelab.report.markdown import render_markdown
+
         atomic_write(folder / "report.md", render_markdown(result, figures, FIGURE_FOLDER).encode())
         atomic_write(folder / "report.html", render_html(result, figures).encode())
     log.info("report: %s", out / "report.html")

@@ -37,7 +37,6 @@ from vaelab.metrics import Recipe, headline
 from vaelab.metrics.catalogue import FLAWS
 from vaelab.metrics.likelihood import check_iw_samples
 from vaelab.models.registry import model_class
-from vaelab.report.sweep import render_sweep, render_sweep_html
 from vaelab.runs import atomic_write, write_json
 from vaelab.train.length import format_duration
 from vaelab.train.loop import resolve_device, versions
@@ -163,6 +162,8 @@ def sweep(betas: list[float] | str = DEFAULT_BETAS, out: str | Path = "sweep", *
             "settings": {"iw_samples": iw_samples, "classifier_recipe": asdict(classifier), "seeds": seeds,
                          "processes": processes, "threads_per_process": threads},
         }
+        from vaelab.report.sweep import render_sweep, render_sweep_html  # matplotlib: only the commands that draw
+
         figures = render_sweep(result, measured.views)
         (folder / FIGURE_FOLDER).mkdir()
         for figure in figures:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import qmc
 
 MMD_CODES = 2000  # codes (and N(0, I) draws) per MMD estimate: its kernel matrices are MMD_CODES^2
 KNN_NEIGHBOURS = 5
@@ -37,6 +36,8 @@ def even_unit_points(dim: int, side: int) -> torch.Tensor:
     if dim <= 2:
         axis = (torch.arange(side, dtype=torch.float64) + 0.5) / side
         return torch.cartesian_prod(*[axis] * dim).view(-1, dim).float()
+    from scipy.stats import qmc  # scipy.stats takes a second to import: only here, for codes above 2-D
+
     points = qmc.Sobol(dim, scramble=True, seed=LATENT_SEED).random(side * side)
     return torch.as_tensor(points, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
 

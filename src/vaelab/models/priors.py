@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.special import ndtri
 
 
 class Prior:
@@ -49,7 +48,7 @@ class StandardNormal(Prior):
 
     def quantile(self, u: torch.Tensor) -> torch.Tensor:
         """The inverse normal CDF, dimension by dimension (in float64, then float32)."""
-        return torch.as_tensor(ndtri(u.double().cpu().numpy()), dtype=torch.float32, device=self.device)
+        return torch.special.ndtri(u.double()).to(torch.float32).to(self.device)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, I), summed over the last dimension."""

@@ -1,10 +1,12 @@
-"""The study report: figures (matplotlib), report.html (self-contained) and report.md, from metrics and RunViews."""
+"""The study report: figures (matplotlib), report.html (self-contained) and report.md, from metrics and RunViews.
 
-from vaelab.report.figures import FIGURES, RenderedFigure, render
-from vaelab.report.html import render_html
-from vaelab.report.markdown import render_markdown
-from vaelab.report.summary import Verdict, table, verdicts
-from vaelab.report.views import RunView, build_view
+    figures.py   FIGURES, render(views) -> RenderedFigure (PNG bytes + caption)
+    html.py      render_html(result, figures): the self-contained report.html
+    markdown.py  render_markdown(result, figures, folder): report.md
+    summary.py   verdicts, tables and number formats shared by both documents
+    views.py     RunView: what the figures draw from one trained model
+    sweep.py     the β sweep's page
 
-__all__ = ["FIGURES", "RenderedFigure", "RunView", "Verdict", "build_view", "render", "render_html",
-           "render_markdown", "table", "verdicts"]
+The package imports nothing itself: matplotlib takes about a second to import, and a command that draws
+no figure (`vaelab train`, every training process that compare starts) should not pay it.
+"""

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse as EllipsePatch
-from scipy.stats import norm
 
 from vaelab.report.views import BOOK_FINAL_LOSS, Ellipse, RunView, axes_note
 
@@ -272,10 +272,10 @@ def histograms_figure(views: list[RunView]) -> Figure:
             span = max(4.0, np.abs(z).max())
             top.hist(z, bins=60, range=(-span, span), density=True, color="steelblue", alpha=0.8)
             grid = np.linspace(-span, span, 400)
-            top.plot(grid, norm.pdf(grid), color="black", linewidth=1, label="N(0, 1)")
+            top.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linewidth=1, label="N(0, 1)")
             top.axvline(0.0, color="black", linewidth=0.8, linestyle=":", gid="origin")
             top.set_title(f"{view.label}: z{dim + 1}", fontsize=9)
-            bottom.hist(norm.cdf(z), bins=40, range=(0, 1), density=True, color="darkorange", alpha=0.8)
+            bottom.hist(torch.special.ndtr(torch.as_tensor(z, dtype=torch.float64)).numpy(), bins=40, range=(0, 1), density=True, color="darkorange", alpha=0.8)
             bottom.axhline(1.0, color="black", linewidth=1)
             bottom.set_title(f"{view.label}: Φ(z{dim + 1})", fontsize=9)
         axes[2 * r, 0].legend(fontsize=7, loc="upper right")
