@@ -152,8 +152,7 @@ def test_failure_after_training_leaves_nothing(digits, tmp_path, monkeypatch):
     def broken(views):
         raise RuntimeError("drawing failed")
 
-    # the module, not the vaelab.compare function that shadows it on the package
-    monkeypatch.setattr(importlib.import_module("vaelab.compare"), "render", broken)
+    monkeypatch.setattr(importlib.import_module("vaelab.report.figures"), "render", broken)  # compare imports it late
     with pytest.raises(RuntimeError, match="drawing failed"):
         tiny_compare(digits, tmp_path / "work" / "report", epochs=1)
     assert list((tmp_path / "work").iterdir()) == []

@@ -73,10 +73,10 @@ def build_parser() -> Parser:
     opt.add_argument("--kl-warmup", type=float, metavar="FRACTION",
                      help="raise the KL term's weight linearly from 0 to 1 over this fraction of the run "
                           "(default: 0, off; the study's VAE: 0.25)")
-    opt.add_argument("--precision", help="fp32 (default) | bf16 (autocast; fast on CPUs with AVX512-BF16 and GPUs) "
-                                         "| auto (bf16 where the hardware has it)")
-    opt.add_argument("--channels-last", action="store_true", default=None,
-                     help="NHWC layout for the conv net (faster with oneDNN)")
+    opt.add_argument("--precision", help="auto (default: bf16 where the hardware computes it, else fp32) | fp32 | "
+                                         "bf16 (autocast; fast on CPUs with AVX512-BF16 and on GPUs)")
+    opt.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="NHWC layout for conv nets (default: on; oneDNN's own layout, fewer reorders)")
     machine = train.add_argument_group("machine (how the run uses it; what it computes stays the same)")
     machine.add_argument("--procs", type=auto_or_count, metavar="auto|N",
                          help="processes that train the run together on this machine, as torchrun would start them "

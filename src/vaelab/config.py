@@ -55,8 +55,9 @@ class TrainConfig:
     eval_batch_size: int = 100  # no-grad passes: small batches stay in cache (conv: 1.4x faster than at 1000)
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
     kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native)
-    channels_last: bool = False  # NHWC layout for conv weights and batches
+    # The fastest correct configuration by default (each changes numbers only by rounding: tests/train/test_speed.py)
+    precision: str = "auto"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native, else fp32)
+    channels_last: bool = True  # NHWC layout for conv weights and batches (no effect on a network without convs)
     # how the run uses the machine (vaelab.train.cores, .launch): never changes what a run computes
     procs: int | str = "auto"  # processes training the run together (DDP); auto: one per GPU, one on a CPU
     threads: int | str = "auto"  # compute threads per process; auto: the cores other programs leave free

@@ -74,7 +74,8 @@ def test_levers_keep_ctrl_c_and_resume_bitwise(tiny_data_dir, tmp_path, monkeypa
 def test_each_lever_changes_the_numbers_only_by_rounding(tiny_data_dir, tmp_path):
     """fp32 vs bf16 and NCHW vs NHWC from the same initial weights: test losses within 2% after 2 epochs;
     the schedule, a real change of the optimisation, gives a different run."""
-    runs = {name: vaelab.train(conv_config(tiny_data_dir, **train), tmp_path / name, show_progress=False)
+    plain = {"precision": "fp32", "channels_last": False}
+    runs = {name: vaelab.train(conv_config(tiny_data_dir, **{**plain, **train}), tmp_path / name, show_progress=False)
             for name, train in {"fp32": {}, "bf16": {"precision": "bf16"}, "nhwc": {"channels_last": True},
                                 "cosine": {"lr_schedule": "warmup-cosine"}}.items()}
     test = {name: read_metrics(run)[-1]["test"]["loss"] for name, run in runs.items()}
@@ -89,6 +90,21 @@ def test_auto_precision_is_resolved_and_recorded(tiny_data_dir, tmp_path, monkey
     monkeypatch.setattr(speed, "native_bf16", lambda device: native)
     run = vaelab.train(conv_config(tiny_data_dir, epochs=1, precision="auto"), tmp_path / "run", show_progress=False)
     assert read_config(run)[0].train.precision == ("bf16" if native else "fp32")
+
+
+def test_the_default_is_the_fastest_configuration_and_the_layout_applies_only_to_conv_nets(tiny_data_dir, tmp_path,
+                                                                                          caplog):
+    """Without flags a run takes auto precision and channels-last; the start line says what was chosen, and an
+    MLP (no conv weights) keeps the contiguous layout."""
+    caplog.set_level("INFO", logger="vaelab")
+    for arch, layout in (("conv", "channels-last layout"), ("mlp", "contiguous (NCHW) layout")):
+        config = vaelab.RunConfig().replace(data={"dataset": "mnist", "data_dir": str(tiny_data_dir)},
+                                            model={"arch": arch}, train={"epochs": 1, "device": "cpu"})
+        assert (config.train.precision, config.train.channels_last) == ("auto", True)
+        caplog.clear()
+        run = vaelab.train(config, tmp_path / arch, show_progress=False)
+        start = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("cpu: "))
+        assert start.endswith(layout) and read_config(run)[0].train.precision in ("fp32", "bf16"), start
 
 
 def test_devices_without_a_bf16_probe_stay_in_fp32():

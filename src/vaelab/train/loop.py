@@ -61,7 +61,14 @@ from vaelab.train.distributed import Cluster, join, leave, rank_device, resolve_
 from vaelab.train.evaluation import loss_terms
 from vaelab.train.length import RunLength, format_duration
 from vaelab.train.logs import TensorBoardLog, make_logger
-from vaelab.train.speed import autocast, check_levers, resolve_precision, set_learning_rate, set_memory_format
+from vaelab.train.speed import (
+    autocast,
+    check_levers,
+    resolve_precision,
+    set_learning_rate,
+    set_memory_format,
+    uses_channels_last,
+)
 
 log = logging.getLogger("vaelab")
 NAN_CHECK_EVERY = 50  # steps between finiteness checks (each check is a device sync)
@@ -220,7 +227,8 @@ def fit(session: Session, progress: Progress, show_progress: bool = True) -> Pro
     n, batch_size = len(images), config.train.batch_size
     steps_per_epoch = math.ceil(n / batch_size)
     length = RunLength.of(config.train.epochs, config.train.steps, config.train.time_budget, steps_per_epoch)
-    memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    channels_last = uses_channels_last(model, config.train.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     history = session.history
     forward = model
     if cluster.distributed:
@@ -417,7 +425,8 @@ def describe_execution(session: Session) -> None:
     chosen = session.threads.start()
     if session.cluster.is_main:
         world = session.cluster.world_size
-        layout = "channels-last" if session.config.train.channels_last else "contiguous (NCHW)"
+        layout = ("channels-last" if uses_channels_last(session.model, session.config.train.channels_last)
+                  else "contiguous (NCHW)")
         log.info("%s: %d process%s x %s, %s, %s layout", session.device, world, "es" if world > 1 else "", chosen,
                  session.config.train.precision, layout)
 

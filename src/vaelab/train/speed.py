@@ -71,9 +71,14 @@ def autocast(precision: str, device: torch.device):
     return PRECISIONS[precision](device)
 
 
+def uses_channels_last(model: torch.nn.Module, channels_last: bool) -> bool:
+    """Whether the layout applies: only a network with conv (4-D) weights has one to choose."""
+    return channels_last and any(p.dim() == 4 for p in model.parameters())
+
+
 def set_memory_format(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
     """Put the 4-D (conv) weights in channels-last layout; other tensors are unaffected."""
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    return model.to(memory_format=torch.channels_last) if uses_channels_last(model, channels_last) else model
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, schedule: str, fraction: float) -> None:
