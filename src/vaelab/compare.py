@@ -65,7 +65,7 @@ STUDY_PRESETS = {
                         "cosine decay over a time budget (4m on full MNIST, 1m30s on a small dataset), the KL "
                         "term's weight rising from 0 to 1 over the first quarter",
                         {"arch": "mlp"}, {"batch_size": 128, "lr": 3e-3, "lr_schedule": "warmup-cosine",
-                                          "kl_warmup": 0.25}, timed=True),
+                                          "kl_warmup": 0.25, "precision": "auto"}, timed=True),
     # Generative Deep Learning, ch. 3 as printed: conv net, batch 32, lr 5e-4 (epochs: vaelab's default unless given).
     "book": StudyPreset("the book's exact settings: book-ae and book-vae presets (conv net, batch 32, lr 5e-4)",
                         {}, {}),
