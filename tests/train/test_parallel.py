@@ -1,5 +1,6 @@
 """Several runs at once: one single-threaded process per core, outcomes and errors carried back."""
 
+import multiprocessing
 from types import SimpleNamespace
 
 import pytest
@@ -47,3 +48,15 @@ def test_a_workers_error_names_its_run_and_stops_the_others(tiny_data_dir, tmp_p
         train_many([("fine", good, tmp_path / "fine"), ("broken", bad, tmp_path / "broken")], processes=2,
                    threads=1)
     assert not (tmp_path / "broken").exists()
+
+
+def test_a_killed_worker_is_named_in_one_error_and_the_others_are_stopped(tiny_data_dir, tmp_path, monkeypatch):
+    """Each worker is SIGKILLed while writing its first checkpoint: the study ends with one error naming a run,
+    no worker is left behind, and the folders hold nothing half-written (the staging folders are removed on the
+    next run's start, as for a killed `vaelab train`)."""
+    monkeypatch.setenv("VAELAB_FAULT", "checkpoint.safetensors:during@1")  # spawned workers inherit it
+    config = tiny_config(tiny_data_dir, epochs=2)
+    with pytest.raises(VaelabError, match=r"^training (a|b) stopped without a word \(exit code -9\)"):
+        train_many([("a", config, tmp_path / "a"), ("b", config, tmp_path / "b")], processes=2, threads=1)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert multiprocessing.active_children() == []

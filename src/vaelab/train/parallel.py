@@ -16,7 +16,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import queue
 import signal
 import socket
 from pathlib import Path
@@ -29,6 +28,7 @@ from vaelab.train.cores import CoreMeter, free_cores
 
 log = logging.getLogger("vaelab")
 POLL_SECONDS = 1.0  # how often the parent checks that no worker died without a word
+STOP_GRACE_SECONDS = 60.0  # how long stopping workers get to agree and save their checkpoint before they are killed
 
 
 def plan(runs: int, device: torch.device) -> tuple[int, int]:
@@ -57,43 +57,33 @@ def train_many(jobs: list[tuple[str, RunConfig, Path]], processes: int, threads:
     if processes == 1:
         return [train(config, out, show_progress=show_progress) for _, config, out in jobs]
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited thread pools or locks
-    results = context.Queue()
     pending = list(enumerate(jobs))
-    running: dict[int, multiprocessing.Process] = {}
+    workers: dict[int, Worker] = {}
+    outcomes: dict[int, tuple[str, str]] = {}
     level = log.getEffectiveLevel()
     try:
-        while pending or running:
-            while pending and len(running) < processes:
+        while pending or len(outcomes) < len(workers):
+            while pending and len(workers) - len(outcomes) < processes:
                 index, (name, config, out) = pending.pop(0)
-                worker = context.Process(target=train_job, name=name, daemon=False,
-                                         args=(index, name, config.to_dict(), str(out), threads, level, results))
-                worker.start()
-                running[index] = worker
-            try:
-                index, status, message = results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                dead = [i for i, w in running.items() if w.exitcode not in (None, 0)]  # 0: its word is on the way
-                if dead:
-                    name = jobs[dead[0]][0]
-                    raise VaelabError(f"training {name} stopped without a word (exit code {running[dead[0]].exitcode})")
-                continue
-            running.pop(index).join()
-            if status == "interrupted":
-                raise KeyboardInterrupt
-            if status == "error":
+                workers[index] = start_worker(context, train_job, f"training {name}",
+                                              (name, config.to_dict(), str(out), threads, level))
+            collect(workers, outcomes, first=True)
+            failed = [(i, status, message) for i, (status, message) in outcomes.items() if status != "ok"]
+            if failed:  # the first word that is not "ok" ends the study, as one process's would
+                index, status, message = failed[0]
+                if status == "interrupted":
+                    raise KeyboardInterrupt
                 raise VaelabError(f"{jobs[index][0]}: {message}")
     except BaseException:
-        for worker in running.values():  # each saves a checkpoint and stops
-            if worker.is_alive():
-                os.kill(worker.pid, signal.SIGINT)
-        for worker in running.values():
-            worker.join()
+        stop(workers, outcomes)  # each saves a checkpoint and stops
         raise
+    finally:
+        release(workers)
     return [out for _, _, out in jobs]
 
 
-def train_job(index: int, name: str, config: dict, out: str, threads: int, level: int, results) -> None:
-    """One run in a worker process; the outcome goes back through `results`, never as an exception."""
+def train_job(name: str, config: dict, out: str, threads: int, level: int, outcome) -> None:
+    """One run in a worker process; the outcome goes back through its pipe, never as an exception."""
     from vaelab.train.loop import TrainingInterrupted, train
 
     torch.set_num_threads(threads)
@@ -104,14 +94,17 @@ def train_job(index: int, name: str, config: dict, out: str, threads: int, level
     log.setLevel(level)
     try:
         train(RunConfig.from_dict(config), out, show_progress=False)
-        results.put((index, "ok", ""))
+        outcome.send(("ok", ""))
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
-        results.put((index, "interrupted", str(exc)))
+        outcome.send(("interrupted", str(exc)))
     except VaelabError as exc:
-        results.put((index, "error", str(exc)))
+        outcome.send(("error", str(exc)))
+    except OSError as exc:
+        outcome.send(("error", os_error(exc)))
 
 
-STOP_GRACE_SECONDS = 60.0  # how long stopping ranks get to agree and save their checkpoint before they are killed
+def os_error(exc: OSError) -> str:
+    return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
 
 
 def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
@@ -125,31 +118,20 @@ def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
     threads = max(1, min(torch.get_num_threads(), cores) // world_size)
     context = multiprocessing.get_context("spawn")
     port, level = free_port(), log.getEffectiveLevel()
-    ranks, outcomes = [], {}
-    for rank in range(world_size):  # one pipe per rank: a killed rank cannot leave a shared queue's lock held
-        reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=rank_job, name=f"rank {rank}", daemon=False,
-                                  args=(rank, world_size, port, threads, entry, args, kwargs, level, writer))
-        process.start()
-        writer.close()
-        ranks.append((process, reader))
+    workers: dict[int, Worker] = {}
+    outcomes: dict[int, tuple[str, str]] = {}
     try:
-        collect(ranks, outcomes, deadline=None)
+        for rank in range(world_size):
+            workers[rank] = start_worker(context, rank_job, f"training process {rank} of {world_size}",
+                                         (rank, world_size, port, threads, entry, args, kwargs, level))
+        collect(workers, outcomes)
     except BaseException as exc:  # Ctrl-C here, or a rank died: the others stop with a checkpoint if they can
-        for rank, (process, _) in enumerate(ranks):
-            if rank not in outcomes and process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
-        collect(ranks, outcomes, deadline=STOP_GRACE_SECONDS, quiet=True)
+        stop(workers, outcomes)
         if isinstance(exc, KeyboardInterrupt):  # the ranks' own word says where they stopped and how to go on
             raise_outcome(outcomes)
         raise
     finally:
-        for process, reader in ranks:
-            process.join(timeout=STOP_GRACE_SECONDS)
-            if process.is_alive():  # stuck in a collective with a dead rank
-                process.kill()
-                process.join()
-            reader.close()
+        release(workers)
     raise_outcome(outcomes)
 
 
@@ -165,24 +147,59 @@ def raise_outcome(outcomes: dict[int, tuple[str, str]]) -> None:
         raise TrainingInterrupted(interrupted[0])
 
 
-def collect(ranks: list, outcomes: dict, deadline: float | None, quiet: bool = False) -> None:
-    """Wait for every rank's (status, message) (or `deadline` seconds); a rank that dies without one is an error,
-    or, when `quiet`, an outcome of its own."""
-    waited = 0.0
-    while len(outcomes) < len(ranks) and (deadline is None or waited < deadline):
-        waiting = {reader: rank for rank, (_, reader) in enumerate(ranks) if rank not in outcomes}
+# --- supervising worker processes: one pipe each, so a killed worker cannot leave a shared queue's lock held ---
+Worker = tuple[multiprocessing.Process, multiprocessing.connection.Connection]
+
+
+def start_worker(context, target, name: str, args: tuple) -> Worker:
+    """Start `target(*args, outcome)` in a fresh process; it sends one (status, message) through `outcome`."""
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=target, name=name, daemon=False, args=(*args, writer))
+    process.start()
+    writer.close()  # the worker holds the only writing end: its exit closes the pipe
+    return process, reader
+
+
+def collect(workers: dict[int, Worker], outcomes: dict, deadline: float | None = None, quiet: bool = False,
+            first: bool = False) -> None:
+    """Wait for the (status, message) of every worker not yet in `outcomes` (with `first`, of the next one to
+    answer; or until `deadline` seconds). A worker that dies without one is an error naming it, or, when
+    `quiet`, an outcome of its own."""
+    waited, answered = 0.0, len(outcomes)
+    while len(outcomes) < len(workers) and (deadline is None or waited < deadline):
+        if first and len(outcomes) > answered:
+            return
+        waiting = {reader: key for key, (_, reader) in workers.items() if key not in outcomes}
         ready = multiprocessing.connection.wait(list(waiting), timeout=POLL_SECONDS)
         for reader in ready:
+            key = waiting[reader]
             try:
-                outcomes[waiting[reader]] = reader.recv()
+                outcomes[key] = reader.recv()
             except EOFError:  # it exited without a word
-                ranks[waiting[reader]][0].join()
+                process = workers[key][0]
+                process.join()
                 if not quiet:
-                    rank = waiting[reader]
-                    raise VaelabError(f"training process {rank} of {len(ranks)} stopped without a word (exit code "
-                                      f"{ranks[rank][0].exitcode}); the others were stopped") from None
-                outcomes[waiting[reader]] = ("died", "")
+                    raise VaelabError(f"{process.name} stopped without a word (exit code {process.exitcode}); "
+                                      f"the others were stopped") from None
+                outcomes[key] = ("died", "")
         waited += 0 if ready else POLL_SECONDS
+
+
+def stop(workers: dict[int, Worker], outcomes: dict) -> None:
+    """Ask every worker still at work to stop (each saves a checkpoint), and hear what each says."""
+    for key, (process, _) in workers.items():
+        if key not in outcomes and process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+    collect(workers, outcomes, deadline=STOP_GRACE_SECONDS, quiet=True)
+
+
+def release(workers: dict[int, Worker]) -> None:
+    for process, reader in workers.values():
+        process.join(timeout=STOP_GRACE_SECONDS)
+        if process.is_alive():  # stuck in a collective with a dead peer, or deaf to the stop
+            process.kill()
+            process.join()
+        reader.close()
 
 
 def free_port() -> int:
@@ -210,6 +227,6 @@ def rank_job(rank: int, world_size: int, port: int, threads: int, entry: str, ar
     except VaelabError as exc:
         outcome.send(("error", str(exc)))
     except OSError as exc:
-        outcome.send(("error", f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"))
+        outcome.send(("error", os_error(exc)))
     except RuntimeError as exc:  # a collective whose peer is gone: the parent names the rank that died
         outcome.send(("error", f"training process {rank}: {str(exc).splitlines()[0][:300]}"))
