@@ -39,10 +39,15 @@ def digits(tmp_path_factory, mnist_sample) -> Path:
                              d.train_labels[train], d.test_images[test, 0], d.test_labels[test])
 
 
-def tiny_compare(data_dir: Path, out: Path, **options) -> Path:
+def tiny_compare(data_dir: Path, out: Path, workers: bool = False, **options) -> Path:
+    """A study on tiny data; its runs train in this process unless `workers` (two worker processes cost more to
+    start than these runs take: tests/train/test_parallel.py and the seeds test cover the workers)."""
     settings = {"dataset": "mnist", "data_dir": str(data_dir), "arch": "mlp", "epochs": 2, "batch_size": 32,
                 "classifier": TINY_CLASSIFIER, "show_progress": False, **options}
-    return vaelab.compare(out=out, **settings)
+    with pytest.MonkeyPatch.context() as patch:
+        if not workers:
+            patch.setattr(importlib.import_module("vaelab.compare"), "plan", lambda runs, device: (1, 1))
+        return vaelab.compare(out=out, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +288,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path_factory):
 
 # --- seeds, time budgets, overwriting ------------------------------------------------------------------
 def test_seeds_report_mean_and_spread_and_keep_every_seed(digits, tmp_path, tiny_classifier):
-    out = tiny_compare(digits, tmp_path / "seeds", seeds=2, seed=5, epochs=1)
+    out = tiny_compare(digits, tmp_path / "seeds", workers=True, seeds=2, seed=5, epochs=1)
     study = json.loads((out / "metrics.json").read_text())
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["ae-seed5", "ae-seed6", "vae-seed5", "vae-seed6"]
     for run in study["runs"]:

@@ -113,7 +113,8 @@ def test_with_one_seed_any_improvement_counts():
 def sweep_report(digits, tmp_path_factory):  # noqa: F811
     with pytest.MonkeyPatch.context() as patch:  # module scope: keep the classifier out of the user's cache
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(importlib.import_module("vaelab.sweep"), "plan", lambda runs, device: (1, 1))  # in this process: no start-up per run
+        # in this process: no start-up per run
+        patch.setattr(importlib.import_module("vaelab.sweep"), "plan", lambda runs, device: (1, 1))
         return vaelab.sweep("0,1", tmp_path_factory.mktemp("sweep") / "sweep", dataset="mnist", data_dir=str(digits),
                             epochs=1, classifier=TINY_CLASSIFIER, show_progress=False)
 

@@ -203,7 +203,8 @@ def describe_run(label: str, run_dirs: list[Path], shown_paths: list[str], confi
     mean, spread = aggregate(seed_metrics)
     return {"label": label, "path": shown_paths[0], "model": config.model.model, "arch": config.model.arch,
             "latent_dim": config.model.latent_dim, "likelihood": config.model.likelihood,
-            "r_loss_factor": config.model.r_loss_factor, "beta": config.model.beta, "pixels": config.data.pixels, "epochs": len(history),
+            "r_loss_factor": config.model.r_loss_factor, "beta": config.model.beta, "pixels": config.data.pixels,
+            "epochs": len(history),
             "steps": history[-1].get("steps") if history else 0, "batch_size": config.train.batch_size,
             "lr": config.train.lr, "time_budget": config.train.time_budget,
             "train_seconds": round(sum(h["seconds"] for h in history), 1), "metrics": mean,

@@ -71,7 +71,8 @@ def test_box_prior():
     inside_outside = prior.log_prob(torch.tensor([[1.0, 1.0], [5.0, 1.0]]))
     assert inside_outside[0].item() == pytest.approx(-math.log(16.0)) and inside_outside[1].item() == -math.inf
     grid = prior.grid(2)  # cell centres: quantiles 1/4 and 3/4
-    assert torch.equal(grid[0, :, 0], torch.tensor([-2.0, 2.0])) and torch.equal(grid[:, 0, 1], torch.tensor([1.5, 0.5]))
+    assert torch.equal(grid[0, :, 0], torch.tensor([-2.0, 2.0]))
+    assert torch.equal(grid[:, 0, 1], torch.tensor([1.5, 0.5]))
 
 
 def test_diagonal_gaussian_kl_and_sampling():

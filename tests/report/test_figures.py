@@ -51,7 +51,8 @@ def fake_view(label, model_name, d, rng, scale=1.0, shift=0.0, book_loss=None, c
     model = build_model(ModelConfig(model=model_name, arch="mlp"))
     prior = model.prior
     return RunView(label=label, model_name=model_name, chapter_figures=model.chapter_figures,
-                   sampling_words=prior.description, grid_words=prior.grid_description, latent_dim=d, classes=tuple("0123456789"), codes=codes,
+                   sampling_words=prior.description, grid_words=prior.grid_description, latent_dim=d,
+                   classes=tuple("0123456789"), codes=codes,
                    labels=labels, projection=projection, sample_codes=rng.normal(size=(20, d)) * scale + shift,
                    sample_images=images(20), grid_images=images(20, 20) if d > 1 else images(1, 20),
                    grid_ticks=(np.linspace(-2, 2, 20) * scale + shift, np.linspace(2, -2, 20) * scale + shift),

@@ -1,4 +1,5 @@
-"""AE, VAE and conditional VAE models, their networks, likelihoods, priors and posteriors, built by name from a ModelConfig."""
+"""AE, VAE and conditional VAE models, their networks, likelihoods, priors and posteriors, built by name from a
+ModelConfig."""
 
 from vaelab.models.ae import Autoencoder
 from vaelab.models.base import LatentModel
