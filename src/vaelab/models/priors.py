@@ -48,7 +48,7 @@ class StandardNormal(Prior):
 
     def quantile(self, u: torch.Tensor) -> torch.Tensor:
         """The inverse normal CDF, dimension by dimension (in float64, then float32)."""
-        return torch.special.ndtri(u.double()).to(torch.float32).to(self.device)
+        return torch.special.ndtri(u.double().cpu()).to(torch.float32).to(self.device)  # float64: not on MPS
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, I), summed over the last dimension."""
