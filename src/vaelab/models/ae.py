@@ -45,9 +45,10 @@ class Autoencoder(LatentModel):
         self.code_low.copy_(codes.min(0).values)
         self.code_high.copy_(codes.max(0).values)
 
-    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0,
+             posterior: PointMass | None = None) -> dict[str, torch.Tensor]:
         """Batch means of the loss terms, in nats per image; 'loss' is what training minimises (an AE has no
-        KL term for `kl_weight` to scale)."""
-        reconstruction = self.likelihood.reconstruction(self.decode_logits(self.encode(x)), x).mean()
+        KL term for `kl_weight` to scale). `posterior`: x's codes when the caller has them already."""
+        codes = (posterior if posterior is not None else self.posterior(x)).mean
+        reconstruction = self.likelihood.reconstruction(self.decode_logits(codes), x).mean()
         return {"loss": reconstruction, "reconstruction": reconstruction}

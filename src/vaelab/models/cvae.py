@@ -78,9 +78,10 @@ class CVAE(VAE):
     def reproduces_book_loss(self) -> bool:
         return False
 
-    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
-        if self.training and labels is not None:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0,
+             posterior: DiagonalGaussian | None = None) -> dict[str, torch.Tensor]:
+        if self.training and labels is not None:  # (a given posterior saw the labels before this dropout)
             dropped = torch.rand(len(labels), device=labels.device) < LABEL_DROPOUT
             labels = torch.where(dropped, torch.full_like(labels, -1), labels)
-        return super().loss(x, labels, kl_weight)
+            posterior = None
+        return super().loss(x, labels, kl_weight, posterior)

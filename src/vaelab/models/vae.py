@@ -52,22 +52,24 @@ class VAE(LatentModel):
         return (c.likelihood == "gaussian" and c.r_loss_factor == 1000 and c.latent_dim == 2 and c.beta == 1
                 and c.iw_train == 1)
 
-    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-             kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0,
+             posterior: DiagonalGaussian | None = None) -> dict[str, torch.Tensor]:
+        """`posterior`: q(z|x) for these x and labels when the caller has it already (evaluation shares it with
+        the reconstruction's MSE instead of encoding twice)."""
+        posterior = posterior if posterior is not None else self.posterior(x, labels)
         if self.config.iw_train > 1:
-            return self.iw_loss(x, labels, kl_weight, self.config.iw_train)
-        posterior = self.posterior(x, labels)
+            return self.iw_loss(x, labels, kl_weight, self.config.iw_train, posterior)
         reconstruction = self.likelihood.reconstruction(self.decode_logits(posterior.sample(), labels), x).mean()
         kl = posterior.kl().mean()
         return {"loss": reconstruction + kl_weight * self.config.beta * kl, "reconstruction": reconstruction, "kl": kl}
 
-    def iw_loss(self, x: torch.Tensor, labels: torch.Tensor | None, kl_weight: float,
-                k: int) -> dict[str, torch.Tensor]:
+    def iw_loss(self, x: torch.Tensor, labels: torch.Tensor | None, kl_weight: float, k: int,
+                posterior: DiagonalGaussian | None = None) -> dict[str, torch.Tensor]:
         """The negative K-sample bound (without the likelihood's constant, like `loss`), batch mean in nats per
         image; `kl_weight * beta` scales log p(z) - log q(z|x) as it scales the KL of the ELBO, so K = 1 is the
         VAE's loss in expectation. 'reconstruction' and 'kl' are the first draw's and the closed-form KL, so that
         the logged terms mean what they mean for the VAE."""
-        posterior = self.posterior(x, labels)
+        posterior = posterior if posterior is not None else self.posterior(x, labels)
         z = posterior.sample(k)  # [k, N, d], reparameterised
         decoded_labels = None if labels is None else labels.repeat(k)
         logits = self.decode_logits(z.flatten(0, 1), decoded_labels).view(k, *x.shape)

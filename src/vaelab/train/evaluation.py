@@ -29,8 +29,9 @@ def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size].to(device)
             batch_labels = None if labels is None else labels[start:start + batch_size].to(device)
-            terms = model.loss(batch, batch_labels)
-            terms["mse"] = (model.reconstruct(batch, batch_labels) - batch).pow(2).mean()
+            posterior = model.posterior(batch, batch_labels)  # one encoder pass for the loss and the MSE
+            terms = model.loss(batch, batch_labels, posterior=posterior)
+            terms["mse"] = (model.decode(posterior.mean, batch_labels) - batch).pow(2).mean()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
     model.train(was_training)
