@@ -17,7 +17,7 @@ import vaelab
 from vaelab.compare import IW_SAMPLES, STUDY_PRESETS
 from vaelab.config import PRESETS, RunConfig
 from vaelab.data.convert import parse_image_size
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, os_error
 from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
 from vaelab.metrics import CATALOGUE
 from vaelab.metrics.catalogue import NEEDS_LABELS
@@ -341,12 +341,6 @@ def interrupt(signum, frame) -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
     raise KeyboardInterrupt
-
-
-def os_error(exc: OSError) -> str:
-    """An OS error the library did not name itself, as one line: what failed and where."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

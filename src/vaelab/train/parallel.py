@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vaelab.config import RunConfig
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, os_error
 from vaelab.train.cores import CoreMeter, free_cores
 
 log = logging.getLogger("vaelab")
@@ -84,7 +84,7 @@ def train_many(jobs: list[tuple[str, RunConfig, Path]], processes: int, threads:
 
 def train_job(name: str, config: dict, out: str, threads: int, level: int, outcome) -> None:
     """One run in a worker process; the outcome goes back through its pipe, never as an exception."""
-    from vaelab.train.loop import TrainingInterrupted, train
+    from vaelab.train.loop import train
 
     torch.set_num_threads(threads)
     handler = logging.StreamHandler()
@@ -92,8 +92,16 @@ def train_job(name: str, config: dict, out: str, threads: int, level: int, outco
     handler.addFilter(lambda record: record.module == "loop")  # its epochs, not the data's provenance again
     log.addHandler(handler)
     log.setLevel(level)
+    send_outcome(outcome, lambda: train(RunConfig.from_dict(config), out, show_progress=False))
+
+
+def send_outcome(outcome, work) -> None:
+    """Run `work()` in a worker and send the parent one (status, message): ok, interrupted (a checkpoint was
+    saved; the message says where and how to resume) or error (the one line the parent prints)."""
+    from vaelab.train.loop import TrainingInterrupted
+
     try:
-        train(RunConfig.from_dict(config), out, show_progress=False)
+        work()
         outcome.send(("ok", ""))
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
         outcome.send(("interrupted", str(exc)))
@@ -101,10 +109,6 @@ def train_job(name: str, config: dict, out: str, threads: int, level: int, outco
         outcome.send(("error", str(exc)))
     except OSError as exc:
         outcome.send(("error", os_error(exc)))
-
-
-def os_error(exc: OSError) -> str:
-    return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
 
 
 def launch(entry: str, args: tuple, kwargs: dict, world_size: int) -> None:
@@ -217,16 +221,10 @@ def rank_job(rank: int, world_size: int, port: int, threads: int, entry: str, ar
     logging.basicConfig(level=level if rank == 0 else logging.WARNING, format="%(message)s")
     from vaelab.train import loop
 
-    try:
-        getattr(loop, entry)(*args, **kwargs)
-        outcome.send(("ok", ""))
-    except loop.TrainingInterrupted as exc:
-        outcome.send(("interrupted", str(exc)))
-    except KeyboardInterrupt:
-        outcome.send(("interrupted", ""))
-    except VaelabError as exc:
-        outcome.send(("error", str(exc)))
-    except OSError as exc:
-        outcome.send(("error", os_error(exc)))
-    except RuntimeError as exc:  # a collective whose peer is gone: the parent names the rank that died
-        outcome.send(("error", f"training process {rank}: {str(exc).splitlines()[0][:300]}"))
+    def work():
+        try:
+            getattr(loop, entry)(*args, **kwargs)
+        except RuntimeError as exc:  # a collective whose peer is gone: the parent names the rank that died
+            raise VaelabError(f"training process {rank}: {str(exc).splitlines()[0][:300]}") from None
+
+    send_outcome(outcome, work)
