@@ -85,8 +85,11 @@ def test_fast_study_trains_the_mlp_for_a_time_budget(n_train, options, budget, e
     assert [c.model.model for c in configs.values()] == ["ae", "vae"]
     assert all(c.train.time_budget == budget for c in configs.values())
     assert epochs is None or all(c.train.epochs == epochs for c in configs.values())
-    assert all((c.model.arch, c.train.batch_size, c.train.lr, c.train.lr_schedule, c.train.kl_warmup,
-                c.train.precision) == ("mlp", 128, 3e-3, "warmup-cosine", 0.25, "auto") for c in configs.values())
+    assert all((c.model.arch, c.train.batch_size, c.train.lr_schedule, c.train.precision)
+               == ("mlp", 128, "warmup-cosine", "auto") for c in configs.values())
+    # each model at its own rate (a --lr sets both); only the VAE has a KL term to warm up
+    assert [(c.train.lr, c.train.kl_warmup) for c in configs.values()] == [(5e-3, 0.0), (3e-3, 0.25)]
+    assert [c.train.lr for c in dict(study_configs("fast", {"lr": 1e-3}, n_train)).values()] == [1e-3, 1e-3]
     book = dict(study_configs("book", {"dataset": "mnist"}, n_train))["vae"]
     assert (book.model.arch, book.train.batch_size, book.train.lr, book.train.precision, book.train.lr_schedule,
             book.train.time_budget) == ("conv", 32, 5e-4, "fp32", "constant", None)

@@ -55,6 +55,7 @@ class TrainConfig:
     eval_batch_size: int = 100  # no-grad passes: small batches stay in cache (conv: 1.4x faster than at 1000)
     lr_schedule: str = "constant"  # constant | warmup-cosine (see vaelab.train.speed)
     kl_warmup: float = 0.0  # fraction of the run over which a KL term's weight rises from 0 to 1 (0: off)
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW, Loshchilov & Hutter 2019); 0: plain Adam
     # The fastest correct configuration by default (each changes numbers only by rounding: tests/train/test_speed.py)
     precision: str = "auto"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native, else fp32)
     channels_last: bool = True  # NHWC layout for conv weights and batches (no effect on a network without convs)
@@ -218,6 +219,8 @@ def validate(config: RunConfig) -> RunConfig:
         (math.isfinite(t.lr) and t.lr > 0, f"lr must be a positive number, got {t.lr}"),
         (math.isfinite(t.kl_warmup) and 0 <= t.kl_warmup < 1,
          f"kl-warmup must be a fraction of the run, at least 0 and below 1, got {t.kl_warmup}"),
+        (math.isfinite(t.weight_decay) and 0 <= t.weight_decay < 1,
+         f"weight-decay must be at least 0 and below 1, got {t.weight_decay}"),
         (math.isfinite(m.r_loss_factor) and m.r_loss_factor > 0,
          f"r-loss-factor must be a positive number, got {m.r_loss_factor}"),
         (math.isfinite(m.beta) and m.beta >= 0, f"beta must be a number of 0 or more, got {m.beta}"),

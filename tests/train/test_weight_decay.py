@@ -1,4 +1,4 @@
-"""Decoupled weight decay (TrainConfig.weight_decay): AdamW, which the study uses on small training sets."""
+"""Decoupled weight decay (TrainConfig.weight_decay, `--weight-decay`): AdamW instead of Adam."""
 
 import pytest
 import torch
