@@ -111,10 +111,8 @@ def make_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Opt
     version = tuple(int(part) for part in torch.__version__.split(".")[:2])
     fused = (device in FUSED_ADAM_SINCE and version >= FUSED_ADAM_SINCE[device]
              and all(p.is_contiguous() for p in model.parameters()))
-    if config.train.weight_decay:
-        return torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay,
-                                 fused=fused or None)
-    return torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=fused or None)
+    adam = torch.optim.AdamW if config.train.weight_decay else torch.optim.Adam
+    return adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay, fused=fused or None)
 
 
 def versions() -> dict[str, str]:
