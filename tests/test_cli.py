@@ -55,7 +55,7 @@ def test_preset_then_flags(tiny_data_dir, tmp_path, capsys):
 @pytest.mark.parametrize("flag,value,match", [
     ("--dataset", "cifar", "unknown dataset 'cifar'; choose from: auto, mnist, fashion-mnist, mnist-sample"),
     ("--model", "gan", "unknown model 'gan'; choose from: ae, vae"),
-    ("--arch", "resnet", "unknown architecture 'resnet'; choose from: conv, faces, mlp"),
+    ("--arch", "resnet", "unknown architecture 'resnet'; choose from: conv, faces, mlp, mlp-ln"),
     ("--preset", "book", "unknown preset 'book'; choose from: book-ae, book-vae"),
     ("--likelihood", "poisson", "unknown likelihood 'poisson'; choose from: bernoulli, gaussian"),
     ("--pixels", "grey", "unknown pixel mode 'grey'; choose from: continuous, dynamic, static"),

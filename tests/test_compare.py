@@ -86,7 +86,7 @@ def test_fast_study_trains_the_mlp_for_a_time_budget(n_train, options, budget, e
     assert all(c.train.time_budget == budget for c in configs.values())
     assert epochs is None or all(c.train.epochs == epochs for c in configs.values())
     assert all((c.model.arch, c.train.batch_size, c.train.lr_schedule, c.train.precision)
-               == ("mlp", 128, "warmup-cosine", "auto") for c in configs.values())
+               == ("mlp-ln", 128, "warmup-cosine", "auto") for c in configs.values())
     # each model at its own rate (a --lr sets both); only the VAE has a KL term to warm up
     assert [(c.train.lr, c.train.kl_warmup) for c in configs.values()] == [(5e-3, 0.0), (3e-3, 0.25)]
     assert [c.train.lr for c in dict(study_configs("fast", {"lr": 1e-3}, n_train)).values()] == [1e-3, 1e-3]

@@ -48,7 +48,8 @@ def build_parser() -> Parser:
     data.add_argument("--pixels", help="continuous (default) | dynamic (fresh binarisation per batch) | static")
     model = train.add_argument_group("model")
     model.add_argument("--model", help="ae | vae (default: vae) | cvae (the conditional VAE; needs labels)")
-    model.add_argument("--arch", help="conv (the book's network, default) | mlp")
+    model.add_argument("--arch", help="conv (the book's network, default) | faces | mlp | mlp-ln (the MLP with "
+                                      "LayerNorm, the study's)")
     model.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     model.add_argument("--likelihood", help="gaussian (default) | bernoulli")
     model.add_argument("--r-loss-factor", type=float,
@@ -110,7 +111,8 @@ def build_parser() -> Parser:
     compare.add_argument("--preset", default="fast", choices=list(STUDY_PRESETS),
                          help="; ".join(f"{k}: {v.description}" for k, v in STUDY_PRESETS.items()))
     add_data_arguments(compare)
-    compare.add_argument("--arch", help="conv (the book's network, default) | mlp, for both models")
+    compare.add_argument("--arch", help="network for both models: mlp-ln (the fast study's, default) | mlp | "
+                                          "conv (the book's; --preset book's default)")
     compare.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     compare.add_argument("--epochs", type=int, help="epochs for each model instead of the preset's time budget")
     compare.add_argument("--time-budget", type=duration, metavar="DURATION",
@@ -136,7 +138,7 @@ def build_parser() -> Parser:
     sweep.add_argument("--out", default="sweep", help="new report folder (default: sweep)")
     sweep.add_argument("--dataset", help="auto (default), mnist, fashion-mnist, mnist-sample")
     sweep.add_argument("--data-dir", help="folder with the dataset's IDX files (default: $VAELAB_DATA_DIR)")
-    sweep.add_argument("--arch", help="mlp (the study's fast network, default) | conv, for every run")
+    sweep.add_argument("--arch", help="mlp-ln (the study's fast network, default) | mlp | conv, for every run")
     sweep.add_argument("--latent-dim", type=int, help="size of the code (default: 2)")
     sweep.add_argument("--epochs", type=int, help="epochs for each run instead of a time budget")
     sweep.add_argument("--time-budget", type=duration, metavar="DURATION",

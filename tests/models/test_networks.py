@@ -30,7 +30,7 @@ def test_book_conv_layers():
 
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
-@pytest.mark.parametrize("arch", ["conv", "mlp"])
+@pytest.mark.parametrize("arch", ["conv", "mlp", "mlp-ln"])
 @pytest.mark.parametrize("latent_dim", [1, 2, 16])
 def test_shapes(model, arch, latent_dim):
     m = build_model(ModelConfig(model=model, arch=arch, latent_dim=latent_dim))
@@ -51,6 +51,26 @@ def test_mlp_sizes():
     m = build_model(ModelConfig(model="ae", arch="mlp", latent_dim=2))
     widths = [layer.out_features for layer in m.encoder.modules() if isinstance(layer, torch.nn.Linear)]
     assert widths == [512, 256, 2]
+
+
+def test_the_mlp_keeps_its_weight_names_and_mlp_ln_normalises_every_hidden_layer():
+    """Run folders of the plain MLP saved before mlp-ln existed must still load: same names, same shapes."""
+    names = {k: tuple(v.shape) for k, v in build_model(ModelConfig(model="vae", arch="mlp")).state_dict().items()}
+    assert names == {"encoder.net.1.weight": (512, 784), "encoder.net.1.bias": (512,),
+                     "encoder.net.3.weight": (256, 512), "encoder.net.3.bias": (256,),
+                     "encoder.net.5.weight": (4, 256), "encoder.net.5.bias": (4,),
+                     "decoder.net.0.weight": (256, 2), "decoder.net.0.bias": (256,),
+                     "decoder.net.2.weight": (512, 256), "decoder.net.2.bias": (512,),
+                     "decoder.net.4.weight": (784, 512), "decoder.net.4.bias": (784,)}
+    m = build_model(ModelConfig(model="vae", arch="mlp-ln"))
+    for net, widths in ((m.encoder.net, [512, 256]), (m.decoder.net, [256, 512])):
+        kinds = [type(layer).__name__ for layer in net if not isinstance(layer, torch.nn.Flatten)]
+        assert kinds == ["Linear", "LayerNorm", "ReLU"] * 2 + ["Linear"]
+        assert [layer.normalized_shape[0] for layer in net if isinstance(layer, torch.nn.LayerNorm)] == widths
+    # each hidden layer's pre-activations have mean 0 and variance 1 over its units, whatever the input's scale
+    hidden = m.encoder.net[:3](torch.rand(5, 1, 28, 28) * 100)
+    assert torch.allclose(hidden.mean(1), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(hidden.var(1, unbiased=False), torch.ones(5), atol=1e-3)
 
 
 def test_other_image_sizes_and_bad_ones():

@@ -15,6 +15,12 @@ W/16, ConvTranspose2d 64/64/32/C, stride 2, BatchNorm + LeakyReLU + Dropout afte
 all but the last). BatchNorm keeps running statistics (buffers, saved with the
 weights) and Dropout draws noise, so the model must be in eval() mode wherever it
 is evaluated rather than trained.
+
+`mlp` is a 784-512-256 ReLU MLP (PyTorch's default init), mirrored by the
+decoder: about a tenth of the conv net's cost per image. `mlp-ln` adds a
+LayerNorm before each hidden ReLU, which the study trains to better codes in
+the same minutes (docs/training.md). LayerNorm has no running statistics, so
+unlike BatchNorm a model means the same in training and evaluation.
 """
 
 from __future__ import annotations
@@ -123,29 +129,55 @@ class FacesDecoder(nn.Module):
         return self.deconv(self.project(z).view(-1, *self.grid))
 
 
+MLP_WIDTHS = (512, 256)  # hidden layers of the encoder; the decoder mirrors them
+
+
+def mlp_layers(sizes: tuple[int, ...], layer_norm: bool) -> list[nn.Module]:
+    """Linear layers between consecutive sizes with a ReLU after each but the last; with `layer_norm`, each
+    hidden layer's pre-activations are normalised first (LayerNorm, Ba et al. 2016)."""
+    layers: list[nn.Module] = []
+    for i, (size_in, size_out) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(size_in, size_out))
+        if i < len(sizes) - 2:
+            layers += [nn.LayerNorm(size_out), nn.ReLU()] if layer_norm else [nn.ReLU()]
+    return layers
+
+
 class MLPEncoder(nn.Module):
+    layer_norm = False
+
     def __init__(self, image_shape: tuple[int, int, int], out_features: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(image_shape), 512), nn.ReLU(),
-                                 nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, out_features))
+        self.net = nn.Sequential(nn.Flatten(),
+                                 *mlp_layers((math.prod(image_shape), *MLP_WIDTHS, out_features), self.layer_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class MLPDecoder(nn.Module):
+    layer_norm = False
+
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
         super().__init__()
         self.image_shape = image_shape
-        self.net = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
-                                 nn.Linear(512, math.prod(image_shape)))
+        self.net = nn.Sequential(*mlp_layers((latent_dim, *MLP_WIDTHS[::-1], math.prod(image_shape)),
+                                             self.layer_norm))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(-1, *self.image_shape)
 
 
+class LayerNormMLPEncoder(MLPEncoder):
+    layer_norm = True
+
+
+class LayerNormMLPDecoder(MLPDecoder):
+    layer_norm = True
+
+
 ARCHITECTURES = {"conv": (ConvEncoder, ConvDecoder), "faces": (FacesEncoder, FacesDecoder),
-                 "mlp": (MLPEncoder, MLPDecoder)}
+                 "mlp": (MLPEncoder, MLPDecoder), "mlp-ln": (LayerNormMLPEncoder, LayerNormMLPDecoder)}
 
 
 def build_networks(arch: str, image_shape: tuple[int, int, int], encoder_outputs: int, latent_dim: int):
