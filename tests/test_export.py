@@ -48,6 +48,20 @@ def test_book_vae_on_grey_digits(tiny_data_dir, mnist_sample, tmp_path, capsys):
     assert info["image_shape"] == [1, 28, 28] and list(info["encoder"]["outputs"]) == ["mean", "logvar"]
 
 
+def test_the_studys_layer_norm_mlp_exports(tiny_data_dir, mnist_sample, tmp_path):
+    """The fast study's network (LayerNorm before each hidden ReLU) becomes ONNX LayerNormalization nodes."""
+    import onnx
+
+    run = vaelab.train(vaelab.preset("book-ae").replace(
+        data={"dataset": "mnist", "data_dir": str(tiny_data_dir)}, model={"arch": "mlp-ln"},
+        train={"epochs": 1, "device": "cpu"}), tmp_path / "run", show_progress=False)
+    vaelab.export_onnx(run, tmp_path / "onnx")
+    assert_matches_pytorch(run, tmp_path / "onnx", mnist_sample.test_images)
+    for graph in ("encoder", "decoder"):
+        nodes = [n.op_type for n in onnx.load(str(tmp_path / "onnx" / f"{graph}.onnx")).graph.node]
+        assert nodes.count("LayerNormalization") == 2
+
+
 def test_faces_ae_on_colour_images_uses_batchnorm_statistics(rgb_data, tmp_path):
     run = vaelab.train(vaelab.preset("book-faces-vae").replace(
         model={"model": "ae", "latent_dim": 4}, train={"epochs": 1, "device": "cpu"}), tmp_path / "run",

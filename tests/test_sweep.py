@@ -84,7 +84,7 @@ def test_the_groups_are_the_reference_then_each_beta_per_seed():
     assert [[name for name, _ in jobs] for _, jobs in groups] == [
         ["ae-seed0", "ae-seed1"], ["beta0-seed0", "beta0-seed1"], ["beta0.5-seed0", "beta0.5-seed1"]]
     assert [c.model.beta for _, c in groups[2][1]] == [0.5, 0.5] and groups[0][1][1][1].train.seed == 1
-    assert {c.model.arch for _, jobs in groups for _, c in jobs} == {"mlp"}
+    assert {c.model.arch for _, jobs in groups for _, c in jobs} == {"mlp-ln"}
 
 
 def metrics(flaw1: float, flaw2: float, flaw3: float) -> dict:

@@ -167,11 +167,11 @@ def test_real_ctrl_c_from_the_terminal(tiny_data_dir, tmp_path):
 @pytest.mark.integration
 def test_book_vae_learns_as_fast_as_the_books_first_epoch_on_real_mnist(shared_data, tmp_path):
     """The book's run reached 58.9 (1000 * MSE + KL, its epoch-1 training mean) after its first epoch, 1,875
-    steps of batch 32. The book's network, loss and settings here are below 60 on the test set after 1,000
-    (55.2 measured; the whole epoch would double this test's two minutes)."""
+    steps of batch 32. The book's network, loss and settings here are below 60 on the test set after 500
+    (57.5 measured on 2 AVX2 cores in 31 s; 55.2 after 1,000 steps)."""
     config = vaelab.preset("book-vae").replace(data={"dataset": "mnist", "data_dir": str(shared_data)},
-                                               train={"steps": 1000, "device": "cpu"})
+                                               train={"steps": 500, "device": "cpu"})
     run = vaelab.train(config, tmp_path / "vae", show_progress=False)
     test = read_metrics(run)[0]["test"]
-    print(f"book VAE after 1,000 steps: test loss {test['loss']:.2f}")
+    print(f"book VAE after 500 steps: test loss {test['loss']:.2f}")
     assert test["loss"] < 60
