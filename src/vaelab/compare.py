@@ -60,13 +60,13 @@ class StudyPreset:
 
 STUDY_PRESETS = {
     # The best trained models per minute on 2 CPU cores, chosen by measurement (docs/training.md): the book's
-    # losses on the 784-512-256 MLP with LayerNorm (about 10x cheaper per image than the book's conv net), batch 128, Adam
-    # (the AE at 5e-3, the VAE at 3e-3) with warm-up and cosine decay over a time budget, the VAE's KL weight
-    # warmed up over the first quarter; each run in its own single-threaded process.
+    # losses on the 784-512-256 MLP with LayerNorm (about 10x cheaper per image than the book's conv net), batch
+    # 128, Adam (the AE at 5e-3, the VAE at 3e-3) with warm-up and cosine decay over a time budget, the VAE's KL
+    # weight warmed up over the first quarter; each run in its own single-threaded process.
     "fast": StudyPreset("the book's losses on the MLP (784-512-256-2 and mirror, LayerNorm before each hidden "
-                        "ReLU), batch 128, Adam (AE 5e-3, VAE "
-                        "3e-3), warm-up and cosine decay over a time budget (4m on full MNIST, 1m40s on the "
-                        "4,000-image sample), the KL term's weight rising from 0 to 1 over the first quarter",
+                        "ReLU), batch 128, Adam (AE 5e-3, VAE 3e-3), warm-up and cosine decay over a time budget "
+                        "(4m on full MNIST, 1m40s on the 4,000-image sample), the KL term's weight rising from 0 "
+                        "to 1 over the first quarter",
                         {"arch": "mlp-ln"}, {"batch_size": 128, "lr_schedule": "warmup-cosine", "precision": "auto"},
                         timed=True, per_run={"book-ae": {"lr": 5e-3}, "book-vae": {"lr": 3e-3, "kl_warmup": 0.25}}),
     # Generative Deep Learning, ch. 3 as printed: conv net, batch 32, lr 5e-4 (epochs: vaelab's default unless given).

@@ -16,7 +16,7 @@ all but the last). BatchNorm keeps running statistics (buffers, saved with the
 weights) and Dropout draws noise, so the model must be in eval() mode wherever it
 is evaluated rather than trained.
 
-`mlp` is a 784-512-256 ReLU MLP (PyTorch's default init), mirrored by the
+`mlp` is a pixels-512-256 ReLU MLP (PyTorch's default init), mirrored by the
 decoder: about a tenth of the conv net's cost per image. `mlp-ln` adds a
 LayerNorm before each hidden ReLU, which the study trains to better codes in
 the same minutes (docs/training.md). LayerNorm has no running statistics, so
