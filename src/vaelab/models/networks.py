@@ -26,6 +26,7 @@ unlike BatchNorm a model means the same in training and evaluation.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -144,40 +145,28 @@ def mlp_layers(sizes: tuple[int, ...], layer_norm: bool) -> list[nn.Module]:
 
 
 class MLPEncoder(nn.Module):
-    layer_norm = False
-
-    def __init__(self, image_shape: tuple[int, int, int], out_features: int):
+    def __init__(self, image_shape: tuple[int, int, int], out_features: int, layer_norm: bool = False):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(),
-                                 *mlp_layers((math.prod(image_shape), *MLP_WIDTHS, out_features), self.layer_norm))
+                                 *mlp_layers((math.prod(image_shape), *MLP_WIDTHS, out_features), layer_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class MLPDecoder(nn.Module):
-    layer_norm = False
-
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, layer_norm: bool = False):
         super().__init__()
         self.image_shape = image_shape
-        self.net = nn.Sequential(*mlp_layers((latent_dim, *MLP_WIDTHS[::-1], math.prod(image_shape)),
-                                             self.layer_norm))
+        self.net = nn.Sequential(*mlp_layers((latent_dim, *MLP_WIDTHS[::-1], math.prod(image_shape)), layer_norm))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(-1, *self.image_shape)
 
 
-class LayerNormMLPEncoder(MLPEncoder):
-    layer_norm = True
-
-
-class LayerNormMLPDecoder(MLPDecoder):
-    layer_norm = True
-
-
 ARCHITECTURES = {"conv": (ConvEncoder, ConvDecoder), "faces": (FacesEncoder, FacesDecoder),
-                 "mlp": (MLPEncoder, MLPDecoder), "mlp-ln": (LayerNormMLPEncoder, LayerNormMLPDecoder)}
+                 "mlp": (MLPEncoder, MLPDecoder),
+                 "mlp-ln": (partial(MLPEncoder, layer_norm=True), partial(MLPDecoder, layer_norm=True))}
 
 
 def build_networks(arch: str, image_shape: tuple[int, int, int], encoder_outputs: int, latent_dim: int):
