@@ -106,7 +106,7 @@ def print_case(case: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="conv,mlp", help="comma-separated networks: conv (the book's), mlp")
+    parser.add_argument("--arch", default="conv,mlp", help="comma-separated networks: conv (the book's), mlp, mlp-ln")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -115,8 +115,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     archs = [a for a in args.arch.split(",") if a]
-    if set(archs) - {"conv", "mlp"}:
-        parser.error(f"--arch: choose from conv, mlp (got {args.arch})")
+    if set(archs) - {"conv", "mlp", "mlp-ln"}:
+        parser.error(f"--arch: choose from conv, mlp, mlp-ln (got {args.arch})")
     try:
         threads = [int(t) for t in args.threads.split(",") if t]
     except ValueError:
