@@ -12,7 +12,7 @@ Network: conv 3x3 32 -> ReLU -> max-pool 2 -> conv 3x3 64 -> ReLU -> max-pool 2
 -> dense 128 -> ReLU (the penultimate features, used for the Fréchet distance)
 -> dense to the classes. Adam with a cosine-decayed learning rate for one epoch,
 but at least as many pixels as 60,000 MNIST images, reaches 98.3% on MNIST (30 s
-on 2 CPU cores, channels-last; three epochs: 99.2%), 87.7% on Fashion-MNIST and
+on 2 quiet CPU cores, channels-last; three epochs: 99.2%), 87.7% on Fashion-MNIST and
 97.6% on the 4,000-image mnist-sample (15 epochs of it).
 """
 
@@ -45,7 +45,7 @@ MNIST_PIXELS = 28 * 28
 class Recipe:
     """Everything that decides the classifier's weights (with the data and the machine's arithmetic)."""
 
-    epochs: int = 1  # 98.3% on MNIST's test set in 30 s on 2 cores; 3 epochs: 99.2%
+    epochs: int = 1  # 98.3% on MNIST's test set in 30 s on 2 quiet cores; 3 epochs: 99.2%
     # a small dataset is seen for more epochs, until this many images, or for images larger than 28x28 as many
     # pixels: the network's cost grows with the pixels, so 64x64 shapes train on 11,485 images, as long as 60,000
     # of MNIST's (smaller images keep the 60,000)
@@ -103,8 +103,8 @@ class ReferenceClassifier:
 
 def train_network(data: ImageData, recipe: Recipe, show_progress: bool = True) -> ReferenceCNN:
     """Adam on cross-entropy for `recipe.images(...)` training images, learning rate cosine-decayed to 0.
-    Weights and batches channels-last, oneDNN's own layout (1.15-1.25x the images per second on 2 CPU cores;
-    the layout changes the weights only by rounding, as the number of threads does)."""
+    Weights and batches channels-last, oneDNN's own layout: 1.2-1.4x faster on 2 CPU cores, and it changes the
+    weights only by rounding, as the number of threads does (the saved weights are plain contiguous tensors)."""
     steps_per_epoch = math.ceil(len(data.train_images) / recipe.batch_size)
     steps = math.ceil(recipe.images(len(data.train_images), data.image_shape) / recipe.batch_size)
     with torch.random.fork_rng(devices=[]):
