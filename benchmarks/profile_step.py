@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from vaelab.errors import VaelabError
+from vaelab.models import ARCHITECTURES
+
 DEFAULT_JSON = Path(__file__).parent / "results" / "profile_step.json"
 TOP = 12
 
@@ -106,7 +109,8 @@ def print_case(case: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="conv,mlp", help="comma-separated networks: conv (the book's), mlp, mlp-ln")
+    parser.add_argument("--arch", default="conv,mlp", help="comma-separated networks of vaelab's registry (on "
+                                                            "MNIST): conv (the book's), mlp, mlp-ln")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=128)
@@ -115,8 +119,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     archs = [a for a in args.arch.split(",") if a]
-    if set(archs) - {"conv", "mlp", "mlp-ln"}:
-        parser.error(f"--arch: choose from conv, mlp, mlp-ln (got {args.arch})")
+    if set(archs) - set(ARCHITECTURES):
+        parser.error(f"--arch: choose from {', '.join(ARCHITECTURES)} (got {args.arch})")
     try:
         threads = [int(t) for t in args.threads.split(",") if t]
     except ValueError:
@@ -127,7 +131,10 @@ def main() -> None:
     cases = []
     for arch in archs:
         for count in threads:
-            cases.append(profile_case(arch, count, args.batch_size, args.precision, args.steps, args.warmup))
+            try:
+                cases.append(profile_case(arch, count, args.batch_size, args.precision, args.steps, args.warmup))
+            except VaelabError as exc:  # a network that does not fit MNIST's images (faces)
+                parser.error(f"--arch {arch}: {exc}")
             print_case(cases[-1])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"torch": torch.__version__, "cpu_count": os.cpu_count(),
