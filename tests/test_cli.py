@@ -142,3 +142,20 @@ def test_bad_run_lengths(tiny_data_dir, tmp_path, capsys, args, match):
     assert_one_line_error(capsys, "train", "--dataset", "mnist", "--data-dir", tiny_data_dir, "--arch", "mlp",
                           *args, "--out", tmp_path / "run", match=match)
     assert not (tmp_path / "run").exists()
+
+
+def test_global_options_go_before_or_after_the_command(tiny_data_dir, tmp_path, capsys):
+    """-q and --version anywhere, as git-style tools take them; a command's -q does not undo one given before."""
+    from vaelab import __version__
+    from vaelab.cli import build_parser
+
+    for argv in (["-q", "train"], ["train", "-q"], ["-q", "train", "-q"], ["data", "info", "x", "-q"],
+                 ["-q", "data", "info", "x"], ["data", "-q", "info", "x"]):
+        assert build_parser().parse_args(argv).quiet is True, argv
+    assert build_parser().parse_args(["train"]).quiet is False
+    for argv in (["--version"], ["train", "--version"], ["data", "info", "--version"]):
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0 and out == f"vaelab {__version__}\n", argv
+    code, out, err = run_cli(capsys, "train", "--dataset", "mnist", "--data-dir", tiny_data_dir, "--arch", "mlp",
+                             "--epochs", "1", "--out", tmp_path / "run", "-q")
+    assert code == 0 and out == f"{tmp_path / 'run'}\n" and err == "", err

@@ -29,15 +29,28 @@ EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
+    """One-line errors, and the global options (-q, --version) taken before or after any command's name, as
+    git-style tools take them."""
+
+    quiet_default = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
+        self.add_argument("-q", "--quiet", action="store_true", default=self.quiet_default,
+                          help="no progress bars or progress messages")
+
     def error(self, message: str):  # one line, no usage dump, the same prefix for every command
         self.exit(EXIT_USAGE, f"vaelab: error: {message}\n")
 
 
+class CommandParser(Parser):
+    quiet_default = argparse.SUPPRESS  # a command's own -q must not reset the one given before its name
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="vaelab", description="Train, evaluate and explore AEs and VAEs on image data.")
-    parser.add_argument("--version", action="version", version=f"vaelab {vaelab.__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     train = commands.add_parser("train", help="train a model into a run folder (or --resume one)")
     train.add_argument("--preset", help=f"start from a named config: {', '.join(PRESETS)}")
@@ -162,7 +175,7 @@ def build_parser() -> Parser:
     export.set_defaults(handler=run_export)
 
     data_command = commands.add_parser("data", help="what vaelab sees in a dataset (docs/data.md)")
-    data_commands = data_command.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    data_commands = data_command.add_subparsers(dest="data_command", required=True, parser_class=CommandParser)
     info = data_commands.add_parser("info", help="counts, classes, sizes, channels, split and cache of a dataset")
     info.add_argument("dataset", metavar="PATH|NAME", help="a folder of images, a .npz/.npy file or a dataset name")
     info.add_argument("--data-dir", help="folder with the dataset's IDX files (mnist, fashion-mnist)")

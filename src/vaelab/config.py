@@ -59,9 +59,11 @@ class TrainConfig:
     # The fastest correct configuration by default (each changes numbers only by rounding: tests/train/test_speed.py)
     precision: str = "auto"  # fp32 | bf16 (autocast of the forward pass) | auto (bf16 where native, else fp32)
     channels_last: bool = True  # NHWC layout for conv weights and batches (no effect on a network without convs)
-    # how the run uses the machine (vaelab.train.cores, .launch): never changes what a run computes
+    # how the run uses the machine (vaelab.train.cores, .launch)
     procs: int | str = "auto"  # processes training the run together (DDP); auto: one per GPU, one on a CPU
-    threads: int | str = "auto"  # compute threads per process; auto: the cores other programs leave free
+    # compute threads per process; auto: the cores other programs leave free where the run checked that the count
+    # does not change its numbers, else the process's cores, recorded here as a fixed count when the run starts
+    threads: int | str = "auto"
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,18 @@ class RunLock:
                 os.close(fd)
                 continue
             previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as exc:  # a full disk: a lock file that cannot name its owner is not left behind
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                os.close(fd)
+                if not wait_message:
+                    return False
+                raise VaelabError(f"cannot write to {self.folder.parent}: {exc.strerror or exc}") from None
             if previous.isdigit() and int(previous) != os.getpid():
                 self.stale_owner = int(previous)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self.fd = fd
             _held_locks.add(self.folder.resolve())
             return True

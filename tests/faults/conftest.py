@@ -9,20 +9,32 @@ from faultkit import EPOCHS, Snapshot, continue_in_child, fault_config, train_in
 
 
 @pytest.fixture(scope="session")
-def reference(tiny_data_dir, tmp_path_factory) -> list[Snapshot]:
-    """The uninterrupted run's state after 0, 1, ..., EPOCHS epochs (each epoch resumed from the last, which
-    the training tests show is bitwise the same as never stopping); [0] has no weights."""
-    root = tmp_path_factory.mktemp("reference")
-    run = root / "run"
-    snapshots = [Snapshot(None, [])]
-    for epochs in range(1, EPOCHS + 1):
-        child = continue_in_child(fault_config(tiny_data_dir, epochs), run, root / f"log{epochs}")
+def references(tiny_data_dir, tmp_path_factory):
+    """references(precision): the uninterrupted run's state after 0, 1, ..., EPOCHS epochs, built once per
+    precision (each epoch resumed from the last, which the training tests show is bitwise the same as never
+    stopping); [0] has no weights."""
+    built: dict[str, list[Snapshot]] = {}
+
+    def build(precision: str) -> list[Snapshot]:
+        root = tmp_path_factory.mktemp(f"reference-{precision}")
+        run = root / "run"
+        snapshots = [Snapshot(None, [])]
+        for epochs in range(1, EPOCHS + 1):
+            child = continue_in_child(fault_config(tiny_data_dir, epochs, precision), run, root / f"log{epochs}")
+            assert child.wait() == 0, child.stderr
+            copy = root / f"epoch{epochs}"
+            shutil.copytree(run, copy)
+            snapshots.append(Snapshot.of(copy))
+        straight = root / "straight"
+        child = train_in_child(fault_config(tiny_data_dir, precision=precision), straight, root / "log-straight")
         assert child.wait() == 0, child.stderr
-        copy = root / f"epoch{epochs}"
-        shutil.copytree(run, copy)
-        snapshots.append(Snapshot.of(copy))
-    straight = root / "straight"
-    child = train_in_child(fault_config(tiny_data_dir), straight, root / "log-straight")
-    assert child.wait() == 0, child.stderr
-    assert Snapshot.of(straight).same(snapshots[-1]), "resuming at epoch boundaries changed the result"
-    return snapshots
+        assert Snapshot.of(straight).same(snapshots[-1]), "resuming at epoch boundaries changed the result"
+        return snapshots
+
+    return lambda precision: built[precision] if precision in built else built.setdefault(precision, build(precision))
+
+
+@pytest.fixture(scope="session")
+def reference(references) -> list[Snapshot]:
+    """The fp32 reference, for the tests whose subject is the folder's writes rather than the arithmetic."""
+    return references("fp32")

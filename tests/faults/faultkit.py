@@ -30,17 +30,19 @@ TIMING = ("seconds", "images_per_s")  # wall-clock fields: the only ones allowed
 torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
-def fault_config(data_dir: Path, epochs: int = EPOCHS):
+def fault_config(data_dir: Path, epochs: int = EPOCHS, precision: str = "fp32"):
     """The MLP VAE on 256 images, 8 steps an epoch, with dynamic binarisation (so the noise RNG matters)."""
     return vaelab.preset("book-vae").replace(
         data={"dataset": "mnist", "data_dir": str(data_dir), "pixels": "dynamic"},
-        model={"arch": "mlp"}, train={"epochs": epochs, "batch_size": 32, "seed": 3, "device": "cpu"})
+        model={"arch": "mlp"}, train={"epochs": epochs, "batch_size": 32, "seed": 3, "device": "cpu",
+                                      "precision": precision})
 
 
-def cli_args(data_dir: Path, out: Path, epochs: int = EPOCHS) -> list[str]:
-    """The same run as `fault_config`, on the command line."""
+def cli_args(data_dir: Path, out: Path, epochs: int = EPOCHS, precision: str = "fp32") -> list[str]:
+    """The same run as `fault_config`, on the command line (the precision pinned: `auto` is bf16 on some CPUs)."""
     return ["-q", "train", "--dataset", "mnist", "--data-dir", str(data_dir), "--pixels", "dynamic", "--arch", "mlp",
-            "--epochs", str(epochs), "--batch-size", "32", "--seed", "3", "--device", "cpu", "--out", str(out)]
+            "--epochs", str(epochs), "--batch-size", "32", "--seed", "3", "--device", "cpu", "--precision", precision,
+            "--out", str(out)]
 
 
 @dataclass

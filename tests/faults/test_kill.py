@@ -59,15 +59,18 @@ def test_sigkill_at_a_write_boundary(boundary, epoch, tiny_data_dir, tmp_path, r
         assert "removed" in said and "leftover" in said and said.count("\n") == 1, said
 
 
-def test_sigkill_at_random_instants(tiny_data_dir, tmp_path, reference):
-    """20 kills at seeded random times over a whole run (its duration measured here, once)."""
-    config = fault_config(tiny_data_dir)
+@pytest.mark.determinism
+@pytest.mark.parametrize("precision, kills", [("fp32", 20), ("bf16", 8)])
+def test_sigkill_at_random_instants(precision, kills, tiny_data_dir, tmp_path, references):
+    """Kills at seeded random times over a whole run (its duration measured here, once), in both precisions:
+    bf16 autocast runs other kernels than fp32, and a resume must meet the uninterrupted run in each."""
+    config, reference = fault_config(tiny_data_dir, precision=precision), references(precision)
     started = time.perf_counter()
     assert train_in_child(config, tmp_path / "timed", tmp_path / "timed.log").wait() == 0
     duration = time.perf_counter() - started
     rng = random.Random(13)
     seen = []
-    for attempt in range(20):
+    for attempt in range(kills):
         scratch = tmp_path / f"try{attempt}"
         scratch.mkdir()
         run = scratch / "run"
@@ -96,10 +99,11 @@ def sigterm_at_step(step: int):
     VAE.loss = loss
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_sigterm_then_sigkill_during_the_handler(phase, tiny_data_dir, tmp_path, reference):
+@pytest.mark.determinism
+@pytest.mark.parametrize("phase, precision", [(phase, "fp32") for phase in PHASES] + [("after", "bf16")])
+def test_sigterm_then_sigkill_during_the_handler(phase, precision, tiny_data_dir, tmp_path, references):
     """SIGTERM in epoch 2 makes the handler write a mid-epoch checkpoint (the run's 2nd); SIGKILL hits it."""
-    config, run = fault_config(tiny_data_dir), tmp_path / "run"
+    config, run, reference = fault_config(tiny_data_dir, precision=precision), tmp_path / "run", references(precision)
 
     def work():
         sigterm_at_step(8 + 3)
@@ -112,14 +116,17 @@ def test_sigterm_then_sigkill_during_the_handler(phase, tiny_data_dir, tmp_path,
     resume_and_compare(run, tmp_path, config, reference)
 
 
-def test_a_second_ctrl_c_while_saving_changes_nothing(tiny_data_dir, tmp_path, reference):
-    """Ctrl-C after epoch 1, then Ctrl-C again while the handler writes its checkpoint: exit 130, one line."""
+@pytest.mark.determinism
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_second_ctrl_c_while_saving_changes_nothing(precision, tiny_data_dir, tmp_path, references):
+    """Ctrl-C after epoch 1, then Ctrl-C again while the handler writes its checkpoint: exit 130, one line. The
+    command line's run is the reference's configuration (same precision: `auto` would differ by CPU)."""
     run = tmp_path / "run"
-    child = cli_in_child(cli_args(tiny_data_dir, run), tmp_path / "cli.log",
+    child = cli_in_child(cli_args(tiny_data_dir, run, precision=precision), tmp_path / "cli.log",
                          fault="model.safetensors:after!INT,checkpoint.safetensors:during@2!INT")
     assert child.wait() == 130, child.stderr
     assert child.stderr.startswith("vaelab: interrupted in epoch 2") and child.stderr.count("\n") == 1, child.stderr
-    resume_and_compare(run, tmp_path, fault_config(tiny_data_dir), reference)
+    resume_and_compare(run, tmp_path, fault_config(tiny_data_dir, precision=precision), references(precision))
 
 
 @pytest.mark.parametrize("fault", ["config.json:before!TERM", "config.json:during!TERM", "config.json:after!TERM",

@@ -3,6 +3,7 @@ changes under a run. Each is one line `vaelab: error: ...`, exit 2, and what was
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -52,6 +53,30 @@ def test_disk_full_is_one_line_and_keeps_the_last_checkpoint(small_disk, tiny_da
     shutil.copytree(run, moved)
     code, _, err = run_cli(capsys, "-q", "train", "--resume", moved, "--epochs", "2")
     assert code == 0, err
+
+
+def fill(disk) -> None:
+    """Write a file until the disk is full, to the last page."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for chunk in (1 << 20, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"x" * chunk)
+    finally:
+        os.close(fd)
+
+
+def test_a_study_on_a_full_disk_is_one_line_and_leaves_no_lock(small_disk):
+    """The report's lock file is created (an inode) but its owner's PID cannot be written: it is removed, not
+    left to look like a killed study's."""
+    from vaelab.errors import VaelabError
+
+    fill(small_disk)
+    with pytest.raises(VaelabError, match="No space left on device"):
+        with staged_folder(small_disk / "cmp") as folder:
+            (folder / "report.md").write_text("never")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
 @pytest.fixture
@@ -132,6 +157,28 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_data_dir
     assert code == 0, err
     assert f"removed 1 leftover(s) of killed vaelab process(es) {dead.pid}: .run.lock" in caplog.text
     assert leftovers(run) == []
+
+
+def test_a_second_writer_is_refused_before_any_data_is_loaded(tiny_data_dir, tmp_path, capsys, monkeypatch):
+    """The lock comes first, for a new run and a resumed one, so the refused process says its one line and
+    nothing before it (no dataset line)."""
+    from vaelab.train import loop
+
+    old = tmp_path / "old"
+    assert run_cli(capsys, *cli_args(tiny_data_dir, old, epochs=1))[0] == 0
+
+    def no_data(config):
+        raise AssertionError("the data was loaded before the run folder's lock was taken")
+
+    monkeypatch.setattr(loop, "training_data", no_data)
+    for run, args in ((tmp_path / "new", cli_args(tiny_data_dir, tmp_path / "new", epochs=1)),
+                      (old, ["train", "--resume", old, "--epochs", "2"])):
+        lock = RunLock(run)
+        lock.acquire()
+        try:
+            assert_one_line_error(capsys, *args, match="being written by another vaelab process")
+        finally:
+            lock.release()
 
 
 def test_two_trainers_into_one_folder(tiny_data_dir, tmp_path):

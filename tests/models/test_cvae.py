@@ -51,6 +51,7 @@ def test_without_labels_is_a_one_line_error_and_leaves_no_folder(tiny_data_dir, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.determinism
 def test_resume_is_bitwise_with_labels_and_label_dropout(tiny_data_dir, tmp_path):
     config = tiny_config(tiny_data_dir, epochs=2, model="cvae")
     straight = vaelab.train(config, tmp_path / "straight", show_progress=False)

@@ -1,5 +1,6 @@
 """The faces network (BatchNorm + Dropout) trains, resumes bitwise and evaluates in eval mode, on tiny RGB data."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,6 +13,7 @@ def faces_config(epochs):
                                                    train={"epochs": epochs, "seed": 3, "device": "cpu"})
 
 
+@pytest.mark.determinism
 def test_faces_resume_is_bitwise_identical_with_batchnorm_statistics(rgb_data, tmp_path):
     straight = vaelab.train(faces_config(3), tmp_path / "straight", show_progress=False)
     stopped = vaelab.train(faces_config(1), tmp_path / "stopped", show_progress=False)

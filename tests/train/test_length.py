@@ -4,7 +4,7 @@ import json
 
 import pytest
 from safetensors import safe_open
-from test_training import assert_same_weights, interrupt_at, losses, tiny_config
+from test_training import ONE_THREAD, assert_same_weights, interrupt_at, losses, tiny_config
 
 import vaelab
 from vaelab.errors import VaelabError
@@ -53,9 +53,11 @@ def test_steps_end_mid_epoch_and_the_cut_epoch_is_recorded(tiny_data_dir, tmp_pa
     assert progress["steps_done"] == 11 and progress["step"] == 0 and progress["epoch"] == 2
 
 
+@pytest.mark.determinism
 def test_steps_interrupted_and_resumed_is_bitwise_identical(tiny_data_dir, tmp_path, monkeypatch):
     config = tiny_config(tiny_data_dir, model="vae").replace(data={"pixels": "dynamic"},
-                                                             train={"steps": 13, "lr_schedule": "warmup-cosine"})
+                                                             train={"steps": 13, "lr_schedule": "warmup-cosine",
+                                                                    **ONE_THREAD})
     straight = vaelab.train(config, tmp_path / "straight", show_progress=False)
     interrupt_at(monkeypatch, 10)
     with pytest.raises(TrainingInterrupted, match="epoch 2 after step 2"):
@@ -83,6 +85,7 @@ def test_time_budget_decays_the_rate_to_the_end_and_resume_spends_the_rest(tiny_
     assert 3.0 <= progress["elapsed_seconds"] < 7 and progress["steps_done"] > steps
 
 
+@pytest.mark.determinism
 def test_a_budgeted_run_is_replayed_by_its_step_count(tiny_data_dir, tmp_path):
     budgeted = vaelab.train(tiny_config(tiny_data_dir).replace(train={"time_budget": 1.0}), tmp_path / "budget",
                             show_progress=False)

@@ -3,7 +3,7 @@ reproducible and resumable, and change the numbers only as much as rounding does
 
 import pytest
 import torch
-from test_training import assert_same_weights, interrupt_at, losses
+from test_training import ONE_THREAD, assert_same_weights, interrupt_at, losses
 
 import vaelab
 from vaelab.models import build_model
@@ -56,9 +56,10 @@ def test_bf16_autocast_keeps_loss_terms_and_codes_in_fp32():
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.determinism
 def test_levers_keep_ctrl_c_and_resume_bitwise(tiny_data_dir, tmp_path, monkeypatch):
     """The schedule is a function of the global step, so a resumed run continues it exactly."""
-    config = conv_config(tiny_data_dir, epochs=2, **FAST)
+    config = conv_config(tiny_data_dir, epochs=2, **FAST, **ONE_THREAD)
     straight = vaelab.train(config, tmp_path / "straight", show_progress=False)
     interrupt_at(monkeypatch, 8 + 3)  # 8 steps per epoch: stop after step 3 of epoch 2
     with pytest.raises(TrainingInterrupted, match="epoch 2 after step 3"):
@@ -109,3 +110,21 @@ def test_the_default_is_the_fastest_configuration_and_the_layout_applies_only_to
 
 def test_devices_without_a_bf16_probe_stay_in_fp32():
     assert native_bf16(torch.device("meta")) is False
+
+
+@pytest.mark.parametrize("env, native", [({}, True), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+                                         ({"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, True),
+                                         ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),
+                                         ({"DNNL_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True)])
+def test_bf16_is_native_only_where_the_kernels_in_use_have_it(env, native, monkeypatch):
+    """A CPU with bf16 in hardware whose older kernels were picked by the environment emulates bf16 (slower than
+    fp32), so `auto` keeps fp32 there."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert native_bf16(torch.device("cpu")) is native
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # ATEN_CPU_CAPABILITY=avx2
+    assert native_bf16(torch.device("cpu")) is False

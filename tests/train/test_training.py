@@ -57,6 +57,7 @@ def test_run_folder_contents(tiny_data_dir, tmp_path):
     assert model.decode(model.encode(x)).shape == x.shape
 
 
+@pytest.mark.determinism
 def test_same_seed_same_weights(tiny_data_dir, tmp_path):
     a = vaelab.train(tiny_config(tiny_data_dir), tmp_path / "a", show_progress=False)
     b = vaelab.train(tiny_config(tiny_data_dir), tmp_path / "b", show_progress=False)
@@ -65,6 +66,7 @@ def test_same_seed_same_weights(tiny_data_dir, tmp_path):
     assert not torch.equal(weights(a)["decoder.net.0.weight"], weights(c)["decoder.net.0.weight"])
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("pixels", ["continuous", "dynamic"])
 def test_resume_at_epoch_boundary_is_bitwise_identical(tiny_data_dir, tmp_path, pixels):
     config = tiny_config(tiny_data_dir, epochs=3).replace(data={"pixels": pixels})
@@ -75,8 +77,11 @@ def test_resume_at_epoch_boundary_is_bitwise_identical(tiny_data_dir, tmp_path, 
     assert losses(straight) == losses(stopped)
 
 
+ONE_THREAD = {"threads": 1}  # no start-up thread check: its trial step would count as a call of the model's loss
+
+
 def interrupt_at(monkeypatch, call_number):
-    """Deliver a real SIGINT from inside the n-th training step."""
+    """Deliver a real SIGINT from inside the n-th training step (of runs on ONE_THREAD)."""
     calls = {"n": 0}
     original = VAE.loss
 
@@ -90,8 +95,9 @@ def interrupt_at(monkeypatch, call_number):
     monkeypatch.setattr(VAE, "loss", loss)
 
 
+@pytest.mark.determinism
 def test_ctrl_c_mid_epoch_then_resume_is_bitwise_identical(tiny_data_dir, tmp_path, monkeypatch):
-    config = tiny_config(tiny_data_dir, epochs=3, model="vae").replace(data={"pixels": "dynamic"})
+    config = tiny_config(tiny_data_dir, epochs=3, model="vae").replace(data={"pixels": "dynamic"}, train=ONE_THREAD)
     straight = vaelab.train(config, tmp_path / "straight", show_progress=False)
     interrupt_at(monkeypatch, 8 + 5)  # 8 steps per epoch: stop after step 5 of epoch 2
     with pytest.raises(TrainingInterrupted, match="epoch 2 after step 5"):
@@ -104,7 +110,7 @@ def test_ctrl_c_mid_epoch_then_resume_is_bitwise_identical(tiny_data_dir, tmp_pa
 
 
 def test_ctrl_c_before_first_epoch_end_leaves_a_resumable_run(tiny_data_dir, tmp_path, monkeypatch):
-    config = tiny_config(tiny_data_dir, epochs=1)
+    config = tiny_config(tiny_data_dir, epochs=1).replace(train=ONE_THREAD)
     interrupt_at(monkeypatch, 2)
     with pytest.raises(TrainingInterrupted):
         vaelab.train(config, tmp_path / "run", show_progress=False)
@@ -115,6 +121,7 @@ def test_ctrl_c_before_first_epoch_end_leaves_a_resumable_run(tiny_data_dir, tmp
 
 
 def nan_at(monkeypatch, call_number):
+    """The n-th training step's loss becomes NaN, and every one after it (of runs on ONE_THREAD)."""
     calls = {"n": 0}
     original = VAE.loss
 
@@ -130,7 +137,8 @@ def nan_at(monkeypatch, call_number):
 
 
 def test_nan_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tiny_data_dir, tmp_path, monkeypatch):
-    run = vaelab.train(tiny_config(tiny_data_dir, epochs=1), tmp_path / "run", show_progress=False)
+    run = vaelab.train(tiny_config(tiny_data_dir, epochs=1).replace(train=ONE_THREAD), tmp_path / "run",
+                       show_progress=False)
     good = weights(run)
     nan_at(monkeypatch, 3)
     with pytest.raises(VaelabError, match=r"loss became nan in epoch 2, step 3; .* last good checkpoint"):
@@ -142,7 +150,8 @@ def test_nan_stops_with_epoch_and_step_and_keeps_last_good_checkpoint(tiny_data_
 def test_nan_in_first_epoch_leaves_no_folder(tiny_data_dir, tmp_path, monkeypatch):
     nan_at(monkeypatch, 1)
     with pytest.raises(VaelabError, match="epoch 1, step 1"):
-        vaelab.train(tiny_config(tiny_data_dir, epochs=1), tmp_path / "run", show_progress=False)
+        vaelab.train(tiny_config(tiny_data_dir, epochs=1).replace(train=ONE_THREAD), tmp_path / "run",
+                     show_progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -32,6 +32,7 @@ def test_a_step_without_gradient_shrinks_every_weight_by_lr_times_decay():
         torch.testing.assert_close(p.detach(), before[name] * (1 - 5e-3 * 0.1), rtol=1e-6, atol=0, msg=name)
 
 
+@pytest.mark.determinism
 def test_decay_changes_training_and_resumes_bitwise(tiny_data_dir, tmp_path):
     config = tiny_config(tiny_data_dir, epochs=2).replace(train={"weight_decay": 0.1})
     plain = vaelab.train(config.replace(train={"weight_decay": 0.0}), tmp_path / "plain", show_progress=False)

@@ -1,4 +1,5 @@
-"""How many compute threads a process gets: the cores other programs leave free, not the cores there are.
+"""How many compute threads a process gets: the cores other programs leave free, not the cores there are --
+where that is proven not to change what the run computes.
 
 A multi-threaded torch process collapses when another program takes one of its cores: its OpenMP
 threads wait for the one that lost its core (issue 12, the book VAE on 2 cores: 2 threads 1,737 img/s
@@ -6,9 +7,17 @@ alone and 495 beside one busy process, while 1 thread keeps 1,014). So `threads=
 cores the neighbours keep busy -- the machine's busy time on this process's cores minus this process's
 own CPU time -- when a run starts and again every RECHECK_SECONDS while it trains, and runs at most
 that many threads (never more than the process had when the run began: a worker given one core keeps
-one). Changing the thread count does not change the numbers on the CPUs measured (bitwise the same
-weights with 1 or 2 threads, tests/train/test_cores.py), so a run may adapt mid-way and still resume
-bitwise; pass `--threads N` to fix the count.
+one).
+
+Following the load is only safe where the thread count does not change the numbers, and that is a
+property of the kernels, not of vaelab: on an AVX2 EPYC the MLP and the conv net gave bitwise the same
+step with 1 and 2 threads; on an AVX-512 (bf16) EPYC the conv net and the LayerNorm MLP do not (their
+weight-gradient reductions are split by thread), and `mlp-ln` does not under AVX2 kernels either. So a
+run checks it when it starts (`same_at_thread_counts`: its own step and test pass, at every batch shape
+it will use, at 1 thread and at all of them) and follows the load only if they agree bitwise. Where they
+do not, `auto` fixes the count at the cores the process was given -- a number that does not depend on
+the load, so a fresh run, a `--steps` replay and a resume compute the same -- and the run records it in
+config.json like any fixed `--threads N`.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -82,32 +92,60 @@ def free_cores() -> int:
     return CoreMeter().free()
 
 
-class ThreadGovernor:
-    """Keeps this process's torch threads at the free cores (`auto`) or at a fixed count, for one run.
+def same_at_thread_counts(work: Callable[[], Sequence[torch.Tensor]], counts: Sequence[int]) -> bool:
+    """Whether `work()` gives bitwise the same tensors at each thread count. Each try starts from the same
+    random state (and leaves the caller's untouched), so only the kernels' thread split can differ."""
+    before, results = torch.get_num_threads(), []
+    try:
+        for threads in counts:
+            torch.set_num_threads(threads)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                results.append([t.detach().cpu() for t in work()])
+    finally:
+        torch.set_num_threads(before)
+    first = results[0]
+    return all(len(r) == len(first) and all(torch.equal(a, b) for a, b in zip(first, r)) for r in results[1:])
 
-    `start` sets the count as the run begins; `tick`, called once per step, re-counts every RECHECK_SECONDS;
-    `stop` gives the process back the count it had before."""
+
+class ThreadGovernor:
+    """Keeps this process's torch threads at the free cores (`auto`, where proven harmless) or at a fixed
+    count, for one run.
+
+    `start` sets the count as the run begins; `tick`, called once per step, re-counts every RECHECK_SECONDS
+    when the count follows the load; `stop` gives the process back the count it had before. `recorded` is
+    what config.json keeps: `auto` only while the count follows the load, else the fixed count."""
 
     def __init__(self, setting, meter: CoreMeter | None = None):
         self.setting, self.meter = setting, meter or CoreMeter()
         self.before = torch.get_num_threads()
         self.ceiling = self.before if setting == AUTO else setting
         self.threads = self.ceiling
-        self.next_check = math.inf  # when tick re-counts: never, unless start chose `auto` with cores to choose from
+        self.follows_load = False
+        self.next_check = math.inf  # when tick re-counts: never, unless start chose to follow the load
 
-    def start(self) -> str:
-        """Set the run's thread count; returns how it was chosen, for the run's first log line."""
+    @property
+    def recorded(self) -> int | str:
+        return AUTO if self.follows_load else self.threads
+
+    def start(self, invariant: Callable[[Sequence[int]], bool] | None = None) -> str:
+        """Set the run's thread count; returns how it was chosen, for the run's first log line. `invariant`
+        says whether the run computes the same at the given thread counts (None: the caller vouches for it)."""
         if self.setting != AUTO:
             self.apply(self.setting)
-            return f"{self.threads} thread{'s' if self.threads > 1 else ''} (--threads)"
+            return f"{plural_threads(self.threads)} (--threads)"
         if self.ceiling == 1:  # one thread is all this process was given (OMP_NUM_THREADS, or a worker's share)
             self.apply(1)
             return "1 thread"
+        if invariant is not None and not invariant([1, self.ceiling]):
+            self.apply(self.ceiling)
+            return (f"{plural_threads(self.ceiling)}, fixed: on this CPU the run's numbers differ between 1 and "
+                    f"{self.ceiling} threads, so the count does not follow the load (--threads 1 leaves a core free)")
         free = self.meter.free()
+        self.follows_load = True
         self.apply(min(self.ceiling, free))
         self.next_check = time.perf_counter() + RECHECK_SECONDS
-        cores = len(self.meter.cores)
-        return f"{self.threads} thread{'s' if self.threads > 1 else ''} ({free} of {cores} cores free)"
+        return f"{plural_threads(self.threads)} ({free} of {len(self.meter.cores)} cores free)"
 
     def tick(self) -> None:
         """Called every step: one clock read, and a re-count when it is due."""
@@ -128,6 +166,10 @@ class ThreadGovernor:
 
     def stop(self) -> None:
         torch.set_num_threads(self.before)
+
+
+def plural_threads(count: int) -> str:
+    return f"{count} thread{'s' if count > 1 else ''}"
 
 
 @contextlib.contextmanager

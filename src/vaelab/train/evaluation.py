@@ -31,7 +31,9 @@ def loss_terms(model, x: torch.Tensor, batch_size: int = 1000, seed: int = EVAL_
             batch_labels = None if labels is None else labels[start:start + batch_size].to(device)
             posterior = model.posterior(batch, batch_labels)  # one encoder pass for the loss and the MSE
             terms = model.loss(batch, batch_labels, posterior=posterior)
-            terms["mse"] = (model.decode(posterior.mean, batch_labels) - batch).pow(2).mean()
+            # per image first: a mean over the whole batch is split between threads, so its rounding would
+            # depend on the thread count (an image's row is summed by one thread)
+            terms["mse"] = (model.decode(posterior.mean, batch_labels) - batch).pow(2).flatten(1).mean(1).mean()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item() * len(batch)
     model.train(was_training)

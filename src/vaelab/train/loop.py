@@ -19,6 +19,7 @@ same loop runs on every rank with a DDP-wrapped model (see distributed.py).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -27,6 +28,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +58,7 @@ from vaelab.runs import (
     write_weights,
 )
 from vaelab.train.checkpoint import Progress, load_checkpoint, save_checkpoint
-from vaelab.train.cores import ThreadGovernor
+from vaelab.train.cores import ThreadGovernor, same_at_thread_counts
 from vaelab.train.distributed import Cluster, join, leave, rank_device, resolve_procs
 from vaelab.train.evaluation import loss_terms
 from vaelab.train.length import RunLength, format_duration
@@ -395,9 +397,14 @@ def build_for_training(config: RunConfig, device: torch.device) -> torch.nn.Modu
     return set_memory_format(build_model(config.model).to(device), config.train.channels_last)
 
 
-def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
+def join_run(config: RunConfig) -> tuple[torch.device, Cluster]:
+    """This process's device and its place in the run's group of processes (a group of one without torchrun)."""
     device = resolve_device(config.train.device)
     cluster = join(device)
+    return rank_device(device, cluster), cluster
+
+
+def training_data(config: RunConfig) -> ImageData:
     data = load_data(config.data)
     trains = config.train.epochs > 0 or config.train.steps is not None or config.train.time_budget is not None
     if not len(data.train_images) or (trains and not len(data.test_images)):  # each epoch ends with a test pass
@@ -406,7 +413,7 @@ def start(config: RunConfig) -> tuple[torch.device, Cluster, ImageData]:
     if model_class(config.model.model).takes_labels and not data.labelled:
         raise VaelabError(f"the {config.model.model} conditions on labels and {data.name} has none: "
                           "train an ae or a vae, or give it labelled images")
-    return rank_device(device, cluster), cluster, data
+    return data
 
 
 def launched(entry: str, args: tuple, kwargs: dict, config: RunConfig) -> bool:
@@ -421,14 +428,70 @@ def launched(entry: str, args: tuple, kwargs: dict, config: RunConfig) -> bool:
     return True
 
 
-def describe_execution(session: Session) -> None:
+def thread_probe(model: torch.nn.Module, config: RunConfig, data: ImageData,
+                 device: torch.device) -> Callable[[], list[torch.Tensor]]:
+    """The run's arithmetic in miniature, for `same_at_thread_counts`: a training step's loss terms and gradients
+    at each batch size an epoch uses (a full batch and the short last one), and the test pass's terms at each
+    evaluation batch size. Each try trains a fresh copy of the model, so the run's own weights, gradients and
+    buffers (BatchNorm's running statistics) are untouched and every try starts from the same state."""
+    pixels = pixel_transform(config.data.pixels)
+    memory_format = torch.channels_last if uses_channels_last(model, config.train.channels_last) else None
+    n, batch = len(data.train_images), config.train.batch_size
+    train_sizes = sorted({min(batch, n), n % batch} - {0})
+    n_test, eval_batch = len(data.test_images), config.train.eval_batch_size
+    n_probe_test = min(n_test, eval_batch + n_test % eval_batch)  # a full evaluation batch and the short last one
+    test_x = fixed_test_pixels(data.test_images[:n_probe_test], config.data.pixels)
+    test_labels = data.test_labels[:n_probe_test] if model.takes_labels else None
+
+    def work() -> list[torch.Tensor]:
+        probe, results = copy.deepcopy(model), []
+        for size in train_sizes:
+            x = pixels(data.train_images[:size].to(device))
+            x = x.contiguous(memory_format=memory_format) if memory_format is not None else x
+            labels = data.train_labels[:size].to(device) if probe.takes_labels else None
+            with autocast(config.train.precision, device):
+                terms = probe(x, labels, kl_weight=1.0)
+            terms["loss"].backward()
+            results += [value.detach() for value in terms.values()]
+            results += [p.grad for p in probe.parameters() if p.grad is not None]
+            probe.zero_grad(set_to_none=True)
+        if n_probe_test:
+            test = loss_terms(probe, test_x, eval_batch, labels=test_labels)
+            results.append(torch.tensor([test[k] for k in sorted(test)], dtype=torch.float64))
+        return results
+
+    return work
+
+
+THREAD_CHECKS: dict[tuple, bool] = {}  # a process checks each kind of run once: the kernels do not change within it
+
+
+def start_threads(threads: ThreadGovernor, model: torch.nn.Module, config: RunConfig, data: ImageData,
+                  cluster: Cluster, device: torch.device) -> tuple[RunConfig, str]:
+    """Set the run's thread count (vaelab.train.cores) and record it in the config; returns how it was chosen.
+    A DDP rank keeps the count it was given: its peers wait for the slowest rank anyway, and probing would be
+    one more collective to agree on."""
+    def invariant(counts) -> bool:
+        if device.type != "cpu" or cluster.distributed:  # intra-op threads only matter on a CPU; DDP: see above
+            return False
+        t = config.train  # what picks the kernels: the network, precision, layout and the batch shapes
+        key = (config.model, config.data.pixels, t.precision, t.channels_last, t.batch_size, t.eval_batch_size,
+               len(data.train_images), len(data.test_images), tuple(counts))
+        if key not in THREAD_CHECKS:
+            THREAD_CHECKS[key] = same_at_thread_counts(thread_probe(model, config, data, device), counts)
+        return THREAD_CHECKS[key]
+
+    chosen = threads.start(invariant)
+    return config.replace(train={"threads": threads.recorded}), chosen
+
+
+def describe_execution(session: Session, threads: str) -> None:
     """One line: how the run uses the machine (processes x threads, precision, memory layout)."""
-    chosen = session.threads.start()
     if session.cluster.is_main:
         world = session.cluster.world_size
         layout = ("channels-last" if uses_channels_last(session.model, session.config.train.channels_last)
                   else "contiguous (NCHW)")
-        log.info("%s: %d process%s x %s, %s, %s layout", session.device, world, "es" if world > 1 else "", chosen,
+        log.info("%s: %d process%s x %s, %s, %s layout", session.device, world, "es" if world > 1 else "", threads,
                  session.config.train.precision, layout)
 
 
@@ -454,25 +517,27 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, log
         return out
     logger = make_logger(logs)
     threads = ThreadGovernor(config.train.threads)  # counts the free cores while the data loads
-    device, cluster, data = start(config)
+    device, cluster = join_run(config)
     folder = RunFolder(out, out)  # rank 0 makes it a locked staging folder
     try:
+        def stage():
+            nonlocal folder
+            folder = RunFolder.staged(out)
+
+        on_main_first(cluster, stage)  # the lock before the data: a second run into `out` stops here, in one line
+        data = training_data(config)
         config = config.replace(data={"dataset": data.name},
                                 model={"image_shape": data.image_shape, "n_classes": len(data.classes)},
                                 train={"precision": resolve_precision(config.train.precision, device)})
         torch.manual_seed(noise_seed(config.train.seed, 0))  # the same initial weights on every rank
         model = build_for_training(config, device)
+        config, chosen = start_threads(threads, model, config, data, cluster, device)
         if cluster.rank:
             torch.manual_seed(noise_seed(config.train.seed, cluster.rank))
 
-        def prepare():
-            nonlocal folder
-            folder = RunFolder.staged(out)
-            write_json(folder.path / CONFIG, {**config.to_dict(), "dataset_identity": data.identity(),
-                                              "versions": versions(), "device": str(device),
-                                              "world_size": cluster.world_size})
-
-        on_main_first(cluster, prepare)
+        on_main_first(cluster, lambda: write_json(folder.path / CONFIG, {
+            **config.to_dict(), "dataset_identity": data.identity(), "versions": versions(), "device": str(device),
+            "world_size": cluster.world_size}))
         if cluster.is_main:
             log.info("training %s (%s, latent %d) on %s for %s -> %s", config.model.model,
                      config.model.arch, config.model.latent_dim, data.name,
@@ -480,7 +545,7 @@ def train(config: RunConfig, out: str | Path, *, show_progress: bool = True, log
         session = Session(model, make_optimizer(model, config), data, config, folder, device, cluster,
                           torch.Generator().manual_seed(config.train.seed), logger=logger if cluster.is_main else None,
                           threads=threads)
-        describe_execution(session)
+        describe_execution(session, chosen)
         if config.train.epochs == 0:
             session.save(Progress(), [])
         fit(session, Progress(), show_progress)
@@ -513,19 +578,19 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
         return run_dir
     logger = make_logger(logs)
     threads = ThreadGovernor(config.train.threads)
-    device, cluster, data = start(config)
+    device, cluster = join_run(config)
     folder = RunFolder(run_dir, run_dir)  # rank 0 locks it
     try:
-        if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
-            raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
-                              f"(checksum mismatch); point --data-dir at the original files")
-
         def prepare():
             nonlocal folder
             folder = RunFolder.existing(run_dir)
             repair_derived(run_dir)
 
-        on_main_first(cluster, prepare)
+        on_main_first(cluster, prepare)  # the lock before the data, as for a new run
+        data = training_data(config)
+        if data.identity()["sha256"] != raw.get("dataset_identity", {}).get("sha256"):
+            raise VaelabError(f"the {data.name} data found now differs from the data {run_dir} was trained on "
+                              f"(checksum mismatch); point --data-dir at the original files")
         model = build_for_training(config, device)
         optimizer = make_optimizer(model, config)
         progress, rng, record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer, len(data.train_images),
@@ -537,6 +602,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
                      "--time-budget to train longer)", run_dir, length.described, plural(progress.epoch, "epoch"),
                      plural(progress.steps_done, "step"))
             return run_dir
+        config, chosen = start_threads(threads, model, config, data, cluster, device)
         changed = json.loads(json.dumps({**raw, **config.to_dict()}))  # as config.json holds it
         session = Session(model, optimizer, data, config, folder, device, cluster, torch.Generator(),
                           record.history, record.weights_sha256, changed if changed != raw else None,
@@ -545,7 +611,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, *, steps: int | None 
         if cluster.is_main:
             log.info("resuming %s at epoch %d step %d, to %s", run_dir, progress.epoch + 1, progress.step,
                      length.described)
-        describe_execution(session)
+        describe_execution(session, chosen)
         fit(session, progress, show_progress)
         return run_dir
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import torch
 
@@ -26,14 +27,23 @@ PRECISIONS = {
 AUTO = "auto"  # resolved to one of PRECISIONS when a run starts, and recorded in its config
 
 
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) under which its matmuls and convolutions still have bf16 instructions
+ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10", "AVX2_VNNI_2", "ALL", "DEFAULT")
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` has bfloat16 arithmetic in hardware; elsewhere bf16 is emulated and slower than fp32."""
+    """Whether `device` has bfloat16 arithmetic in hardware *and* the kernels torch runs use it; elsewhere bf16 is
+    emulated and slower than fp32. On a CPU the environment can pick older kernels than the CPU has
+    (ATEN_CPU_CAPABILITY for torch's own, ONEDNN_MAX_CPU_ISA for oneDNN's): then bf16 is not native either."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # torch's own CPU feature probes (private, hence the fallback)
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return False
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes (private: fallback)
+    hardware = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    kernels = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
+    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return hardware and kernels and onednn_cap.startswith(ONEDNN_BF16_ISAS)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
