@@ -100,3 +100,18 @@ def test_epoch_line_matches_vaelabs_log(time_to_quality):
     assert match("epoch 12  train loss 44.1  test loss 44.3 (rec 40 + kl 4.3)  33.0 s  1800 img/s").group(1) == "12"
     assert match("epoch 3/16  train loss 50  test loss 51").group(1) == "3"
     assert not match("resuming runs/x at epoch 3 step 0")
+
+
+def test_precision_pairs_count_bf16_better_in_each_measure_s_own_direction():
+    precision_quality = script("precision_quality")
+    rows = [{"model": "ae", "precision": p, "seed": seed, "steps": steps, "reconstruction_accuracy": rec,
+             "knn_accuracy": knn, "test_loss": loss}
+            for p, seed, steps, rec, knn, loss in [("fp32", 0, 100, 0.80, 0.70, 2.0), ("bf16", 0, 150, 0.82, 0.69, 1.5),
+                                                   ("fp32", 1, 100, 0.80, 0.70, 2.0), ("bf16", 1, 140, 0.81, 0.72, 2.5),
+                                                   ("fp32", 2, 100, 0.80, 0.70, 2.0)]]  # seed 2 has no pair
+    pairs = precision_quality.paired(rows)
+    assert pairs["ae.steps"] == {"differences": [50, 40], "mean": 45, "bf16_better": 2, "pairs": 2}
+    assert pairs["ae.knn_accuracy"]["bf16_better"] == 1
+    assert pairs["ae.test_loss"]["bf16_better"] == 1  # lower is better
+    assert "vae.steps" not in pairs
+    assert "2 of 2" in precision_quality.table(rows, pairs)
