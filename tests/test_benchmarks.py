@@ -71,7 +71,8 @@ def test_every_busy_case_has_its_quiet_case(train_speed):
 
 def test_execution_layout_is_the_last_line_vaelab_wrote(train_speed):
     log = ("cpu: 1 process x 2 threads (2 of 2 cores free), fp32, channels-last layout\nepoch 1  train loss 3\n"
-           "cpu: 2 processes x 1 thread (--threads), fp32, contiguous (NCHW) layout\n")
+           "cpu: 2 processes x 1 thread (fixed: --threads, or the count the run recorded), fp32, contiguous (NCHW) "
+           "layout\n")
     assert train_speed.execution_layout(log) == "2x1"
     assert train_speed.execution_layout("epoch 1  train loss 3\n") is None
 

@@ -65,7 +65,7 @@ def test_a_fixed_count_is_kept_and_given_back(monkeypatch):
     torch.set_num_threads(2)
     monkeypatch.setattr(cores, "RECHECK_SECONDS", 0.0)
     governor = ThreadGovernor(1, ScriptedMeter([]))
-    assert governor.start() == "1 thread (--threads)"
+    assert governor.start() == "1 thread (fixed: --threads, or the count the run recorded)"
     governor.tick()
     assert torch.get_num_threads() == 1
     governor.stop()

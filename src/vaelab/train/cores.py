@@ -133,7 +133,7 @@ class ThreadGovernor:
         says whether the run computes the same at the given thread counts (None: the caller vouches for it)."""
         if self.setting != AUTO:
             self.apply(self.setting)
-            return f"{plural_threads(self.threads)} (--threads)"
+            return f"{plural_threads(self.threads)} (fixed: --threads, or the count the run recorded)"
         if self.ceiling == 1:  # one thread is all this process was given (OMP_NUM_THREADS, or a worker's share)
             self.apply(1)
             return "1 thread"
