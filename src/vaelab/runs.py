@@ -31,7 +31,7 @@ import secrets
 import shutil
 import signal
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -294,15 +294,18 @@ def refuse_existing(out: Path) -> None:
         raise VaelabError(f"{out} already exists and is not empty; choose another --out or resume it with --resume")
 
 
-def check_writable_folder(out: Path) -> None:
+def check_writable_folder(out: Path) -> list[Path]:
     """Fail before any work if `out` cannot become a new run folder (tried, not guessed:
-    permission bits say little when running as root or on read-only mounts)."""
+    permission bits say little when running as root or on read-only mounts). Returns the parent folders it
+    made, innermost first, for a run that fails before its first commit to remove again."""
     refuse_existing(out)
+    made = [parent for parent in Path(out).absolute().parents if not parent.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as exc:
         raise VaelabError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    return made
 
 
 @dataclass
@@ -313,14 +316,19 @@ class RunFolder:
     path: Path
     final: Path
     lock: RunLock | None = None
+    made_parents: list[Path] = field(default_factory=list)  # folders made for a new run, removed if it fails
 
     @classmethod
     def staged(cls, out: Path) -> "RunFolder":
         out = Path(out)
-        check_writable_folder(out)
+        made_parents = check_writable_folder(out)
         lock = RunLock(out)
-        lock.acquire()
-        folder = cls(out, out, lock)
+        try:
+            lock.acquire()
+        except BaseException:
+            remove_empty(made_parents)
+            raise
+        folder = cls(out, out, lock, made_parents)
         try:
             refuse_existing(out)  # again, under the lock: another process may have finished a run here
             clean_leftovers(out, lock)
@@ -361,13 +369,24 @@ class RunFolder:
             fault_point("commit:after")
 
     def close(self) -> None:
-        """Remove the staging folder if nothing was committed, and release the lock."""
+        """Remove the staging folder (and the folders made for it) if nothing was committed; release the lock."""
         try:
             if self.path != self.final:
                 shutil.rmtree(self.path, ignore_errors=True)
         finally:
             if self.lock is not None:
                 self.lock.release()
+            if self.path != self.final:
+                remove_empty(self.made_parents)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove these folders, innermost first, as long as they are empty (never anything in them)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 # --- reading a run -----------------------------------------------------------------------------------------------

@@ -181,6 +181,16 @@ def test_a_second_writer_is_refused_before_any_data_is_loaded(tiny_data_dir, tmp
             lock.release()
 
 
+def test_a_failed_new_run_removes_the_folders_it_made_for_itself(tmp_path, capsys):
+    """The run folder is locked before the data loads, so its parents exist by then; a run that fails before
+    its first commit leaves none of them (and never a folder that held something before)."""
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper" / "run", tmp_path / "kept" / "run"):
+        assert_one_line_error(capsys, "train", "--dataset", tmp_path / "missing.npz", "--out", out,
+                              match="missing.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
 def test_two_trainers_into_one_folder(tiny_data_dir, tmp_path):
     """Started together: one trains, the other is refused in one line (locked, or the folder already exists)."""
     run = tmp_path / "run"
