@@ -71,6 +71,41 @@ def test_faces_ae_on_colour_images_uses_batchnorm_statistics(rgb_data, tmp_path)
     assert info["image_shape"] == [3, 16, 16] and list(info["encoder"]["outputs"]) == ["mean"]
 
 
+def test_a_conditional_model_takes_its_labels_in_both_graphs_at_any_batch_size(tiny_data_dir, mnist_sample,
+                                                                               tmp_path):
+    """The CVAE's graphs have a labels input (int64, -1: no label) and decode each row as the class asked for,
+    at batch sizes the export never traced (it traced 2)."""
+    import onnx
+
+    run = vaelab.train(vaelab.preset("book-vae").replace(
+        data={"dataset": "mnist", "data_dir": str(tiny_data_dir)}, model={"model": "cvae", "arch": "mlp"},
+        train={"epochs": 1, "device": "cpu"}), tmp_path / "run", show_progress=False)
+    out = vaelab.export_onnx(run, tmp_path / "onnx")
+    for graph, first in (("encoder", "images"), ("decoder", "code")):
+        inputs = [i.name for i in onnx.load(str(out / f"{graph}.onnx")).graph.input]
+        assert inputs == [first, "labels"], inputs
+    info = json.loads((out / "model.json").read_text())
+    assert info["decoder"]["input"]["labels"] == ["batch"] and "-1 for no label" in info["labels"]
+    model = vaelab.load(run)
+    encoder, decoder = session(out / "encoder.onnx"), session(out / "decoder.onnx")
+    generator = torch.Generator().manual_seed(0)
+    for n in (1, 5, 64):
+        labels = torch.randint(-1, 10, (n,), generator=generator)
+        x = mnist_sample.test_images[:n].float().div(255)
+        z = torch.randn(n, model.config.latent_dim, generator=generator)
+        with torch.no_grad():
+            posterior, decoded = model.posterior(x, labels), model.decode(z, labels)
+        mean, logvar = encoder.run(None, {"images": x.numpy(), "labels": labels.numpy()})
+        (pixels,) = decoder.run(None, {"code": z.numpy(), "labels": labels.numpy()})
+        assert np.abs(mean - posterior.mean.numpy()).max() < MAX_ABS_DIFF
+        assert np.abs(logvar - posterior.logvar.numpy()).max() < MAX_ABS_DIFF
+        assert pixels.shape == tuple(decoded.shape) and np.abs(pixels - decoded.numpy()).max() < MAX_ABS_DIFF
+    # the label moves the picture far beyond the tolerance, so the matches above are not a traced constant's
+    one = torch.zeros(1, model.config.latent_dim)
+    seven, three = (decoder.run(None, {"code": one.numpy(), "labels": np.array([k])})[0] for k in (7, 3))
+    assert np.abs(seven - three).max() > 100 * MAX_ABS_DIFF
+
+
 def test_refuses_a_non_run_and_a_taken_folder(tiny_data_dir, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "file").write_text("x")

@@ -4,6 +4,9 @@
     decoder.onnx   code [N, d] float32                    ->  images [N, C, H, W] float32 in [0, 1]
     model.json     what the graphs expect: names, shapes, the model and the run they came from
 
+A conditional model (the CVAE) takes its labels in both graphs as a second input, labels [N] int64 (a class
+index, or -1 for "no label": the model's unconditional mode), so every row is decoded as the class asked for.
+
 The batch dimension N is dynamic. The graphs are the model in eval mode (BatchNorm's running statistics, no
 Dropout), traced by torch's TorchScript-based exporter: it needs only torch and exports a small model in a
 fraction of a second, where the newer torch.export-based one needs onnxscript and takes seconds per graph.
@@ -30,35 +33,36 @@ FILES = ("encoder.onnx", "decoder.onnx", "model.json")
 
 
 class EncoderGraph(nn.Module):
-    """images -> the posterior's mean (and log-variance, where the posterior has one)."""
+    """images (and labels, for a conditional model) -> the posterior's mean (and log-variance, where it has one)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor):
-        posterior = self.model.posterior(images)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        posterior = self.model.posterior(images, labels)
         return posterior.mean if posterior.logvar is None else (posterior.mean, posterior.logvar)
 
 
 class DecoderGraph(nn.Module):
-    """codes -> images in [0, 1] (the decoder's mean, sigmoid included)."""
+    """codes (and labels, for a conditional model) -> images in [0, 1] (the decoder's mean, sigmoid included)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(code)
+    def forward(self, code: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode(code, labels)
 
 
-def export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
+def export_graph(module: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
                  output_names: list[str]) -> None:
+    """Trace `module` on `examples` (one per input name) into an ONNX file whose batch dimension is dynamic."""
     batch = {0: "batch"}
     with warnings.catch_warnings():  # torch warns that this exporter is no longer its default
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=output_names,
-                          dynamic_axes={name: batch for name in [input_name, *output_names]}, opset_version=OPSET,
+        torch.onnx.export(module, examples, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes={name: batch for name in [*input_names, *output_names]}, opset_version=OPSET,
                           dynamo=False)
 
 
@@ -79,26 +83,33 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
     model = load_run(run_dir).to(memory_format=torch.contiguous_format)  # eval mode
     c, h, w = config.model.image_shape
     images, code = torch.rand(2, c, h, w), torch.randn(2, config.model.latent_dim)
+    # a conditional model's labels are an input of both graphs (traced with a class and with "no label")
+    labels = (torch.tensor([min(1, config.model.n_classes - 1), -1]),) if model.takes_labels else ()
+    label_inputs = ["labels"] if labels else []
     with torch.no_grad():
-        has_logvar = model.posterior(images).logvar is not None
+        has_logvar = model.posterior(images, *labels).logvar is not None
     encoder_outputs = ["mean", "logvar"] if has_logvar else ["mean"]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.export-{os.getpid()}"  # hidden beside `out`; removed on failure
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        export_graph(EncoderGraph(model), images, staging / "encoder.onnx", "images", encoder_outputs)
-        export_graph(DecoderGraph(model), code, staging / "decoder.onnx", "code", ["images"])
+        export_graph(EncoderGraph(model), (images, *labels), staging / "encoder.onnx", ["images", *label_inputs],
+                     encoder_outputs)
+        export_graph(DecoderGraph(model), (code, *labels), staging / "decoder.onnx", ["code", *label_inputs],
+                     ["images"])
         for name in FILES[:2]:
             onnx.checker.check_model(str(staging / name))
+        label_shape = {"labels": ["batch"]} if labels else {}
         description = {
             "run": str(run_dir.resolve()), "model": config.model.model, "arch": config.model.arch,
             "opset": OPSET, "image_shape": [c, h, w], "latent_dim": config.model.latent_dim,
-            "encoder": {"file": "encoder.onnx", "input": {"images": ["batch", c, h, w]},
+            "encoder": {"file": "encoder.onnx", "input": {"images": ["batch", c, h, w], **label_shape},
                         "outputs": {name: ["batch", config.model.latent_dim] for name in encoder_outputs}},
-            "decoder": {"file": "decoder.onnx", "input": {"code": ["batch", config.model.latent_dim]},
+            "decoder": {"file": "decoder.onnx", "input": {"code": ["batch", config.model.latent_dim], **label_shape},
                         "outputs": {"images": ["batch", c, h, w]}},
-            "pixels": "float32 in [0, 1], channels first (NCHW)"}
+            "pixels": "float32 in [0, 1], channels first (NCHW)",
+            **({"labels": f"int64 class index 0-{config.model.n_classes - 1}, or -1 for no label"} if labels else {})}
         (staging / "model.json").write_text(json.dumps(description, indent=2) + "\n")
         refuse_taken(out)  # again: something may have written there meanwhile
         if out.exists():
