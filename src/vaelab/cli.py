@@ -100,7 +100,8 @@ def build_parser() -> Parser:
                               "(DDP; gloo on a CPU, one GPU each on CUDA); default auto: one per GPU, one on a CPU")
     machine.add_argument("--threads", type=auto_or_count, metavar="auto|N",
                          help="compute threads per process; default auto: the cores other programs leave free, "
-                              "re-counted while the run trains")
+                              "re-counted while the run trains where a check at the start shows the count changes "
+                              "no number on this CPU, else all of the process's cores, fixed and recorded")
     train.add_argument("--log", metavar="tensorboard[=DIR]",
                        help="also log every loss term per step and epoch, and pictures of reconstructions and samples "
                             "per epoch, for TensorBoard (default DIR: RUN/tensorboard; needs vaelab[tensorboard])")
