@@ -376,7 +376,7 @@ class RunFolder:
         finally:
             if self.lock is not None:
                 self.lock.release()
-            if self.path != self.final:
+            if not self.final.exists():  # nothing was committed, however early the run failed
                 remove_empty(self.made_parents)
 
 

@@ -31,7 +31,12 @@ def references(tiny_data_dir, tmp_path_factory):
         assert Snapshot.of(straight).same(snapshots[-1]), "resuming at epoch boundaries changed the result"
         return snapshots
 
-    return lambda precision: built[precision] if precision in built else built.setdefault(precision, build(precision))
+    def reference_for(precision: str) -> list[Snapshot]:
+        if precision not in built:
+            built[precision] = build(precision)
+        return built[precision]
+
+    return reference_for
 
 
 @pytest.fixture(scope="session")
