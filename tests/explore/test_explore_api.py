@@ -22,6 +22,7 @@ from vaelab.data import ImageData, fixed_test_pixels, load_dataset
 from vaelab.explore.served import ServedRun, run_id
 from vaelab.explore.server import LATENT_BOUND, MAX_BODY_BYTES, MAX_POINTS, create_app
 from vaelab.metrics.manifold import knn_radii, manifold_precision
+from vaelab.models.priors import BoxPrior
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")  # it prefers httpx2; httpx works
@@ -145,6 +146,8 @@ class BumpAE(torch.nn.Module):
 
     config = type("Config", (), {"latent_dim": 2, "image_shape": (1, 28, 28)})
     pixel = torch.arange(28.0)
+    device = torch.device("cpu")
+    prior = BoxPrior(torch.zeros(2), torch.ones(2))  # the panel's samples and grid
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         x, y = 4 + 20 * z[:, 0, None, None], 4 + 20 * z[:, 1, None, None]

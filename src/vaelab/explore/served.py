@@ -31,6 +31,7 @@ from vaelab.data import ImageData, fixed_test_pixels, load_data
 from vaelab.errors import VaelabError
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, cache_folder, load_cached
 from vaelab.metrics.manifold import CHUNK, knn_radii
+from vaelab.report.views import GRID_SIDE, SAMPLES, VIEW_SEED
 from vaelab.runs import load, read_config
 
 ENCODE_BATCH = 1000  # test images encoded per forward pass at start-up
@@ -91,6 +92,24 @@ def principal_axes(codes: torch.Tensor) -> dict[str, list]:
     return {"mean": mean.tolist(), "axes": vh[:2].tolist()}
 
 
+def rounded(values: torch.Tensor) -> list:
+    return np.round(values.double().numpy(), CODE_DECIMALS).tolist()
+
+
+@torch.no_grad()
+def latent_view(model: torch.nn.Module, codes: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """What a panel draws besides decodes: the codes and labels, their ranges and PCA plane, and the prior's
+    codes of the report's figures (its random samples and latent grid, the same seed and size)."""
+    prior = model.prior
+    samples = prior.sample(SAMPLES, torch.Generator(model.device).manual_seed(VIEW_SEED)).cpu()
+    return {"latent_dim": codes.shape[1], "codes": rounded(codes), "labels": labels.tolist(), "classes": classes,
+            "low": codes.min(0).values.tolist(), "high": codes.max(0).values.tolist(),
+            "pca": principal_axes(codes),
+            "prior": {"description": prior.description, "grid_description": prior.grid_description,
+                      "samples": samples.tolist(), "grid_side": GRID_SIDE,
+                      "grid": prior.grid(GRID_SIDE).reshape(-1, codes.shape[1]).cpu().tolist()}}
+
+
 class ServedRun:
     """One run: its model, test set and test-set codes, and the answers the API gives about them."""
 
@@ -107,12 +126,8 @@ class ServedRun:
         self.reference: tuple[torch.Tensor, torch.Tensor] | None = None  # see reconstruction_manifold
         self.reference_lock = threading.Lock()
         # the largest response never changes: render it once
-        self.codes_json = json.dumps({
-            "run": run_id, "latent_dim": self.latent_dim,
-            "codes": np.round(codes.numpy().astype(np.float64), CODE_DECIMALS).tolist(),
-            "labels": data.test_labels.tolist(), "classes": list(data.classes),
-            "low": codes.min(0).values.tolist(), "high": codes.max(0).values.tolist(),
-            "pca": principal_axes(codes)}).encode()
+        self.codes_json = json.dumps({"run": run_id, **latent_view(model, codes, data.test_labels,
+                                                                    list(data.classes))}).encode()
         self.decode = functools.lru_cache(CACHE_ENTRIES)(self._decode)
         self.classify = functools.lru_cache(CACHE_ENTRIES)(self._classify)
 

@@ -1,5 +1,8 @@
 "use strict";
-// vaelab explore: one panel per served run, drawn on plain canvases from the JSON API (docs/explore.md).
+// vaelab explore: one panel per run, drawn on plain canvases (docs/explore.md). The same drawing serves
+// `vaelab explore` (server.js: the decoder runs behind a JSON API) and `vaelab export --html` (page.js: the
+// decoder runs in the page). Either is a *source*: runs(), codes(id), decode(id, zs, label) -> uint8
+// [n, c, h, w], and, where it has them, classify(id, zs) and reconstruct(id, body) (source.can tells).
 // A panel shows a plane of the latent space: two chosen dimensions (the others set by sliders) or the
 // PCA plane of the test codes. Screen pixels map to plane coordinates (u, v) and those to a full code z.
 
@@ -9,22 +12,12 @@ const HOLE = [40, 40, 40];  // overlay colour of a hole: a point whose decode is
 const STRIP_STEPS = 10;       // images in the interpolation strip, both pins included
 const OVERLAY_GRID = 24;      // overlay cells per side: 576 decodes + classifications per view
 const SIZE = 460;             // scatter side in CSS pixels
-let limits;
+const SAMPLE_COLUMNS = 10;    // prior samples are shown in rows of 10
+let limits, source;
 
 const colour = (label, alpha = 1) =>  // label -1: unlabelled data, grey
   `rgba(${label < 0 ? "128,128,128" : PALETTE[label % PALETTE.length]},${alpha})`;
 const showError = message => { document.getElementById("error").textContent = message; };
-
-async function api(path, body, binary = false) {
-  const init = body === undefined ? {} :
-    {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)};
-  const response = await fetch(path, init);
-  if (!response.ok) {
-    const detail = await response.json().then(j => j.detail, () => response.statusText);
-    throw new Error(`${path}: ${detail}`);
-  }
-  return binary ? new Uint8Array(await response.arrayBuffer()) : response.json();
-}
 
 // Run `task` for the newest argument only, one call at a time: a fast mouse never queues stale requests.
 function latestOnly(task, onBusy = () => {}) {
@@ -43,14 +36,16 @@ function latestOnly(task, onBusy = () => {}) {
   return arg => { next = arg; pump(); };
 }
 
-// Raw uint8 images [n, c, h, w] side by side on a canvas.
-function paint(canvas, bytes, n, [c, h, w]) {
-  canvas.width = n * w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d"), image = ctx.createImageData(n * w, h), plane = h * w;
+// Raw uint8 images [n, c, h, w] on a canvas, `columns` to a row (default: all in one row).
+function paint(canvas, bytes, n, [c, h, w], columns = n) {
+  const rows = Math.ceil(n / columns);
+  canvas.width = columns * w;
+  canvas.height = rows * h;
+  const ctx = canvas.getContext("2d"), image = ctx.createImageData(columns * w, rows * h), plane = h * w;
   for (let i = 0; i < n; i++) {
+    const left = (i % columns) * w, top = Math.floor(i / columns) * h;
     for (let p = 0; p < plane; p++) {
-      const src = i * c * plane + p, dst = 4 * (Math.floor(p / w) * n * w + i * w + (p % w));
+      const src = i * c * plane + p, dst = 4 * ((top + Math.floor(p / w)) * columns * w + left + (p % w));
       for (let k = 0; k < 3; k++) image.data[dst + k] = bytes[src + (c === 1 ? 0 : k * plane)];
       image.data[dst + 3] = 255;
     }
@@ -64,7 +59,6 @@ const fmt = z => z.map(x => x.toFixed(2)).join(", ");
 class Panel {
   constructor(run) {
     this.run = run;
-    this.base = `/api/runs/${encodeURIComponent(run.id)}`;
     this.el = document.getElementById("panel-template").content.firstElementChild.cloneNode(true);
     this.el.dataset.run = run.id;
     this.q = selector => this.el.querySelector(selector);
@@ -74,6 +68,9 @@ class Panel {
     this.encoded = null;   // code of the picked or dropped image
     this.overlay = null;   // {rect: [u0, v0, u1, v1], canvas}: holes and the classifier's guesses
     this.cursor = null;    // last hovered screen position, re-decoded when a slider moves
+    this.pointer = null;   // the code a linked panel's cursor points at, drawn as a cross here
+    this.linked = [];      // panels whose pointers follow this one's (same 2-D latent coordinates)
+    this.marks = null;     // codes of the prior samples shown, drawn on the scatter
     this.q(".name").textContent = run.name;
     this.q(".about").textContent =
       `${run.model} · ${run.arch} · ${run.latent_dim}-D latent · ${run.dataset} (${run.n_test} test images)`;
@@ -84,13 +81,14 @@ class Panel {
   }
 
   async load() {
-    const data = await api(`${this.base}/codes`);
+    const data = await source.codes(this.run.id);
     this.codes = data.codes;
     this.labels = data.labels;
     this.classes = data.classes;
     this.pca = data.pca;
     this.low = data.low;
     this.high = data.high;
+    this.prior = data.prior;
     this.values = [...data.pca.mean];  // the code the sliders edit: starts at the codes' mean
     this.order = [...this.labels.keys()].sort((a, b) => this.labels[a] - this.labels[b]);
     this.buildControls();
@@ -119,12 +117,17 @@ class Panel {
     }
     mode.addEventListener("change", () => this.setAxes());
     const overlay = this.q(".overlay");
+    this.q(".overlay-toggle").hidden = !source.can.classify;
     overlay.disabled = !this.run.classifier;
     this.q(".overlay-toggle").title = this.run.classifier_reason ||
       "shade the holes (flaw 1): points whose decoded image is unlike all of the model's reconstructions of " +
       "test images, judged in the reference classifier's features; elsewhere, the classifier's guess";
     overlay.addEventListener("change", () => { this.overlay = null; this.requestOverlay(); this.draw(); });
     this.q(".unpin").addEventListener("click", () => { this.pins = []; this.showPins(); });
+    this.q(".show-samples").addEventListener("click", () => this.showSamples());
+    this.q(".show-grid").addEventListener("click", () => this.showGrid());
+    this.q(".prior-about").textContent = `samples and grid ${this.prior.description}; ` +
+      `the grid is ${this.prior.grid_description}`;
     this.label = null;  // a conditional run's chosen class: the cursor's image and the pinned strip decode with it
     const condition = this.q(".condition"), labelSelect = this.q(".label");
     condition.hidden = !this.run.conditional;
@@ -133,6 +136,8 @@ class Panel {
       this.label = labelSelect.value === "" ? null : Number(labelSelect.value);
       if (this.cursor) this.decode(this.lift(...this.toPlane(...this.cursor)));
       if (this.pins.length === 2) this.strip(this.pins);
+      if (!this.q(".samples").hidden) this.showSamples();
+      if (!this.q(".grid").hidden) this.showGrid();
     });
     this.q(".legend").innerHTML = this.classes.map((name, i) => `<span><i style="background:${colour(i)}">` +
       `</i>${name}</span>`).join("") +
@@ -220,7 +225,10 @@ class Panel {
         return;
       }
       this.cursor = [e.offsetX, e.offsetY];
-      this.decode(this.lift(...this.toPlane(e.offsetX, e.offsetY)));
+      this.pointer = null;
+      const z = this.lift(...this.toPlane(e.offsetX, e.offsetY));
+      this.decode(z);
+      if (linking()) for (const other of this.linked) other.follow(z);
     });
     canvas.addEventListener("pointerup", e => {
       if (drag && !drag.moved) this.pin(this.lift(...this.toPlane(e.offsetX, e.offsetY)));
@@ -235,6 +243,13 @@ class Panel {
       this.requestOverlay();
       this.draw();
     }, {passive: false});
+  }
+
+  // Another panel's cursor is at code z: mark it here and decode it with this panel's decoder.
+  follow(z) {
+    this.pointer = z;
+    this.decode(z);
+    this.draw();
   }
 
   draw() {
@@ -254,6 +269,22 @@ class Panel {
         const [x, y] = this.toScreen(this.projected[i]);
         if (x > -2 && y > -2 && x < SIZE + 2 && y < SIZE + 2) ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
       }
+      if (this.marks) {
+        ctx.strokeStyle = "#000";
+        ctx.lineWidth = 1.5;
+        for (const z of this.marks) {
+          const [x, y] = this.toScreen(this.project(z));
+          ctx.beginPath(); ctx.moveTo(x - 4, y - 4); ctx.lineTo(x + 4, y + 4);
+          ctx.moveTo(x - 4, y + 4); ctx.lineTo(x + 4, y - 4); ctx.stroke();
+        }
+      }
+      if (this.pointer && linking()) {
+        const [x, y] = this.toScreen(this.project(this.pointer));
+        ctx.strokeStyle = "#d00";
+        ctx.lineWidth = 1.5;
+        ctx.beginPath(); ctx.moveTo(x - 10, y); ctx.lineTo(x + 10, y); ctx.moveTo(x, y - 10); ctx.lineTo(x, y + 10);
+        ctx.stroke();
+      }
       const marks = this.pins.map(z => this.toScreen(this.project(z)));
       ctx.strokeStyle = "#000";
       ctx.lineWidth = 1.5;
@@ -272,15 +303,11 @@ class Panel {
     });
   }
 
-  decodeRequest(zs) {
-    return this.label === null ? {z: zs, format: "raw"} : {z: zs, format: "raw", label: this.label};
-  }
-
   async showDecoded(z) {
     const overlay = this.q(".overlay").checked;
     const [bytes, guess] = await Promise.all([
-      api(`${this.base}/decode`, this.decodeRequest([z]), true),
-      overlay ? api(`${this.base}/classify`, {z: [z]}) : null]);
+      source.decode(this.run.id, [z], this.label),
+      overlay ? source.classify(this.run.id, [z]) : null]);
     const canvas = this.q(".decoded");
     paint(canvas, bytes, 1, this.run.image_shape);
     canvas.dataset.z = JSON.stringify(z);
@@ -307,9 +334,33 @@ class Panel {
       const t = s / (STRIP_STEPS - 1);
       return a.map((x, i) => (1 - t) * x + t * b[i]);  // exactly a and b at the ends
     });
-    const bytes = await api(`${this.base}/decode`, this.decodeRequest(zs), true);
+    const bytes = await source.decode(this.run.id, zs, this.label);
     const canvas = this.q(".strip");
     paint(canvas, bytes, STRIP_STEPS, this.run.image_shape);
+    canvas.dataset.z = JSON.stringify(zs);
+  }
+
+  // Images decoded from random codes of the model's prior (flaw 1: are they digits?), marked on the scatter.
+  async showSamples() {
+    const zs = this.prior.samples, canvas = this.q(".samples");
+    paint(canvas, await source.decode(this.run.id, zs, this.label), zs.length, this.run.image_shape, SAMPLE_COLUMNS);
+    canvas.hidden = false;
+    canvas.dataset.z = JSON.stringify(zs);
+    this.marks = zs;
+    this.draw();
+  }
+
+  // The decoded latent grid: the report's figure, codes at evenly spaced quantiles of the prior.
+  async showGrid() {
+    const zs = this.prior.grid, canvas = this.q(".grid"), button = this.q(".show-grid");
+    button.disabled = true;
+    try {
+      paint(canvas, await source.decode(this.run.id, zs, this.label), zs.length, this.run.image_shape,
+            this.prior.grid_side);
+    } finally {
+      button.disabled = false;
+    }
+    canvas.hidden = false;
     canvas.dataset.z = JSON.stringify(zs);
   }
 
@@ -329,7 +380,7 @@ class Panel {
   }
 
   async showOverlay({rect, zs}) {
-    const {labels, hole} = await api(`${this.base}/classify`, {z: zs});
+    const {labels, hole} = await source.classify(this.run.id, zs);
     const canvas = document.createElement("canvas");
     canvas.width = canvas.height = OVERLAY_GRID;
     const ctx = canvas.getContext("2d"), image = ctx.createImageData(OVERLAY_GRID, OVERLAY_GRID);
@@ -344,7 +395,7 @@ class Panel {
   }
 
   async reconstruct(body) {
-    const result = await api(`${this.base}/reconstruct`, body);
+    const result = await source.reconstruct(this.run.id, body);
     this.encoded = result.code;
     this.q(".encoded").hidden = false;
     this.q(".input").src = result.input;
@@ -377,11 +428,27 @@ async function imagePixels(file, [c, h, w]) {
   return paper ? values.map(v => 1 - v) : values;
 }
 
-async function main() {
-  const {runs, limits: served} = await api("/api/runs");
-  limits = served;
+// Pointers are linked across panels when every panel shows the same two code dimensions (all 2-D latents).
+const linking = () => document.getElementById("link").checked;
+
+// Draw one panel per run of `from` (a source, see the top of this file).
+async function start(from) {
+  source = from;
+  const {runs, limits: given} = await source.runs();
+  limits = given;
   const panels = runs.map(run => new Panel(run));
   await Promise.all(panels.map(panel => panel.load()));
+  const linkable = panels.length > 1 && runs.every(run => run.latent_dim === 2);
+  document.getElementById("link-toggle").hidden = !linkable;
+  document.getElementById("link").checked = linkable;
+  for (const panel of panels) panel.linked = panels.filter(other => other !== panel);
+  document.getElementById("link").addEventListener("change", () => panels.forEach(panel => panel.draw()));
+  document.querySelector(".pick").hidden = !source.can.encode;
+  if (source.can.encode) bindImagePicking(panels, runs);
+  document.body.dataset.ready = "1";
+}
+
+function bindImagePicking(panels, runs) {
   const everyPanel = async make => {
     showError("");
     await Promise.all(panels.map(async panel => panel.reconstruct(await make(panel))))
@@ -404,7 +471,4 @@ async function main() {
     const file = [...e.dataTransfer.files].find(f => f.type.startsWith("image/"));
     if (file) useFile(file); else showError("drop an image file (PNG, JPEG, ...)");
   });
-  document.body.dataset.ready = "1";
 }
-
-main().catch(error => showError(error.message));
