@@ -37,6 +37,7 @@ from vaelab.runs import load, read_config
 ENCODE_BATCH = 1000  # test images encoded per forward pass at start-up
 CACHE_ENTRIES = 2048  # identical decode / classify requests answered from memory, per run
 CODE_DECIMALS = 4  # codes are sent rounded: far finer than a screen pixel, a third of the JSON
+LATENT_BOUND = 1e3  # |coordinate| limit: far outside any trained code, small enough to stay finite
 
 
 Points = tuple[tuple[float, ...], ...]  # hashable latent points, the cache key
@@ -96,6 +97,12 @@ def rounded(values: torch.Tensor) -> list:
     return np.round(values.double().numpy(), CODE_DECIMALS).tolist()
 
 
+@torch.inference_mode()
+def test_codes(model: torch.nn.Module, test_x: torch.Tensor) -> torch.Tensor:
+    """The code of each test image (a VAE's posterior mean), a batch at a time."""
+    return torch.cat([model.encode(batch.to(model.device)).cpu() for batch in test_x.split(ENCODE_BATCH)])
+
+
 @torch.no_grad()
 def latent_view(model: torch.nn.Module, codes: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
     """What a panel draws besides decodes: the codes and labels, their ranges and PCA plane, and the prior's
@@ -120,9 +127,7 @@ class ServedRun:
         self.latent_dim = model.config.latent_dim
         self.image_shape = tuple(model.config.image_shape)
         self.test_x = fixed_test_pixels(data.test_images, pixels)
-        with torch.inference_mode():
-            codes = torch.cat([model.encode(batch) for batch in self.test_x.split(ENCODE_BATCH)])
-        self.codes = codes
+        self.codes = codes = test_codes(model, self.test_x)
         self.reference: tuple[torch.Tensor, torch.Tensor] | None = None  # see reconstruction_manifold
         self.reference_lock = threading.Lock()
         # the largest response never changes: render it once

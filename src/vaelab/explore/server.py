@@ -32,11 +32,10 @@ from starlette.concurrency import run_in_threadpool
 
 from vaelab import __version__
 from vaelab.errors import VaelabError
-from vaelab.explore.served import ServedRun, cached_classifier, load_runs
+from vaelab.explore.served import LATENT_BOUND, ServedRun, cached_classifier, load_runs
 
 STATIC = Path(__file__).parent / "static"
 MAX_POINTS = 1024  # latent points per decode / classify request (a 32 x 32 overlay grid)
-LATENT_BOUND = 1e3  # |coordinate| limit: far outside any trained code, small enough to stay finite
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: 1024 points of latent size 32 written out in full fit easily
 MAX_WORK_PER_CLIENT = 2  # model calls one client address may have running at once; more wait their turn
 MAX_QUEUED_PER_CLIENT = 64  # beyond this many waiting requests a client gets 429

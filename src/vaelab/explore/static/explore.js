@@ -443,7 +443,7 @@ async function start(from) {
   document.getElementById("link").checked = linkable;
   for (const panel of panels) panel.linked = panels.filter(other => other !== panel);
   document.getElementById("link").addEventListener("change", () => panels.forEach(panel => panel.draw()));
-  document.querySelector(".pick").hidden = !source.can.encode;
+  document.querySelector(".pick").hidden = document.querySelector(".encode-help").hidden = !source.can.encode;
   if (source.can.encode) bindImagePicking(panels, runs);
   document.body.dataset.ready = "1";
 }
