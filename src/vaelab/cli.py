@@ -19,6 +19,7 @@ from vaelab.config import PRESETS, RunConfig
 from vaelab.data.convert import parse_image_size
 from vaelab.errors import VaelabError, os_error
 from vaelab.explore import DEFAULT_HOST, DEFAULT_PORT
+from vaelab.explore.page import DEFAULT_CODES
 from vaelab.metrics import CATALOGUE
 from vaelab.metrics.catalogue import NEEDS_LABELS
 from vaelab.train import TrainingInterrupted
@@ -169,10 +170,17 @@ def build_parser() -> Parser:
                        help="replace an existing report at --out, once the new one is complete")
     sweep.set_defaults(handler=run_sweep)
 
-    export = commands.add_parser("export", help="write a run's encoder and decoder as ONNX models (docs/export.md)")
-    export.add_argument("run", help="run folder")
-    export.add_argument("--onnx", required=True, metavar="OUT",
-                        help="new folder for encoder.onnx, decoder.onnx and model.json (dynamic batch)")
+    export = commands.add_parser("export", help="share runs: ONNX models, or one self-contained explorer page "
+                                                "(docs/export.md)")
+    export.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); --onnx takes one")
+    written = export.add_mutually_exclusive_group(required=True)
+    written.add_argument("--onnx", metavar="OUT",
+                         help="new folder for encoder.onnx, decoder.onnx and model.json (dynamic batch)")
+    written.add_argument("--html", metavar="FILE",
+                         help="one HTML file with the runs' explorer, its decoders running in the page: open it "
+                              "from disk, mail it, put it in a blog post")
+    export.add_argument("--codes", type=int, default=DEFAULT_CODES, metavar="N",
+                        help=f"--html: test codes drawn per run (default: {DEFAULT_CODES})")
     export.set_defaults(handler=run_export)
 
     data_command = commands.add_parser("data", help="what vaelab sees in a dataset (docs/data.md)")
@@ -348,7 +356,14 @@ def run_data_info(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    print(vaelab.export_onnx(args.run, args.onnx))
+    if args.html is not None:
+        page = vaelab.export_html(args.runs, args.html, codes=args.codes)
+        print(page.summary(), file=sys.stderr)
+        print(args.html)
+        return
+    if len(args.runs) > 1:
+        raise VaelabError(f"--onnx exports one run, got {len(args.runs)}; --html puts several in one page")
+    print(vaelab.export_onnx(args.runs[0], args.onnx))
 
 
 def run_explore(args: argparse.Namespace) -> None:

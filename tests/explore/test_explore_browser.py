@@ -16,24 +16,18 @@ import itertools
 import json
 import threading
 import time
-from pathlib import Path
 
+import browserkit
 import httpx
 import numpy as np
 import pytest
 import uvicorn
+from browserkit import canvas_grey, hover, launch
 from PIL import Image
 
 from vaelab.explore.server import bind, create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser "
-                f"test; Playwright's own browser download is not used", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+sync_api = browserkit.sync_api()
 
 
 @contextlib.contextmanager
@@ -74,7 +68,7 @@ def open_page(browser, url):
 @pytest.fixture(scope="module")
 def page(server):
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         page, errors = open_page(browser, server)
         yield page
         browser.close()
@@ -93,22 +87,6 @@ def decode(server, run, z, label=None) -> np.ndarray:
     response = httpx.post(f"{server}/api/runs/{run}/decode", json={"z": z, "format": "raw", "label": label})
     response.raise_for_status()
     return np.frombuffer(response.content, np.uint8).reshape(len(z), 28, 28)
-
-
-def canvas_grey(page, selector) -> np.ndarray:
-    rgba = page.eval_on_selector(selector, "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height)"
-                                           ".data)")
-    size = page.eval_on_selector(selector, "c => [c.height, c.width]")
-    return np.array(rgba, np.uint8).reshape(*size, 4)[:, :, 0]
-
-
-def hover(page, run, x, y) -> tuple[list[float], np.ndarray]:
-    """Move to (x, y) in the scatter, wait for the decode to settle: the latent point shown and its image."""
-    box = page.locator(f'[data-run="{run}"] .scatter').bounding_box()
-    page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
-    page.wait_for_selector(f'[data-run="{run}"][data-decoding="0"]')
-    z = json.loads(page.get_attribute(f'[data-run="{run}"] .decoded', "data-z"))
-    return z, canvas_grey(page, f'[data-run="{run}"] .decoded')
 
 
 def test_the_image_under_the_cursor_is_the_servers_decoding(page, server, shots):

@@ -209,13 +209,16 @@ class PageRun:
     max_pixel_error: float  # of the stored weights against model.decode, on CHECK_CODES prior codes
 
 
-def page_run(run_dir: Path, run_id: str, codes: int) -> PageRun:
+def page_run(run_dir: Path, run_id: str, codes: int, datasets: dict) -> PageRun:
+    """One run's part of the page; `datasets` holds the datasets loaded so far (each is loaded once)."""
     config, _ = read_config(run_dir)
     if config.model.latent_dim < 2:
         raise VaelabError(f"{run_dir}: the explorer shows a plane of the latent space, which needs "
                           f"latent_dim >= 2 (this run has {config.model.latent_dim})")
     model = load(run_dir).cpu().eval()
-    data = load_data(config.data)
+    if config.data not in datasets:
+        datasets[config.data] = load_data(config.data)
+    data = datasets[config.data]
     if tuple(data.image_shape) != tuple(config.model.image_shape):
         raise VaelabError(f"{run_dir}: {data.name} images are {data.image_shape}, but the model was "
                           f"trained on {tuple(config.model.image_shape)}")
@@ -271,6 +274,15 @@ def page_html(runs: list[PageRun], title: str) -> str:
     return page
 
 
+def writable_page(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise VaelabError(f"{path} is a folder; name the .html file to write")
+    if not path.parent.is_dir():
+        raise VaelabError(f"{path.parent} does not exist: make it first, or name a file in an existing folder")
+    return path
+
+
 class Explorer:
     """The exported explorer page for some runs: `.html`, `.save(path)`, and inline in a notebook."""
 
@@ -280,11 +292,7 @@ class Explorer:
 
     def save(self, path: str | Path) -> Path:
         """Write the page atomically: the file is complete or absent, whatever stops the process."""
-        path = Path(path)
-        if path.is_dir():
-            raise VaelabError(f"{path} is a folder; name the .html file to write")
-        if not path.parent.is_dir():
-            raise VaelabError(f"{path.parent} does not exist: make it first, or name a file in an existing folder")
+        path = writable_page(path)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -319,14 +327,16 @@ def explorer(runs: list[str | Path] | str | Path, codes: int = DEFAULT_CODES) ->
     if codes < 1:
         raise VaelabError(f"--codes must be at least 1, got {codes}")
     taken: dict[str, PageRun] = {}
+    datasets: dict = {}
     for run_dir in run_dirs:
         rid = run_id(run_dir.name, taken)
-        taken[rid] = page_run(run_dir, rid, codes)
+        taken[rid] = page_run(run_dir, rid, codes, datasets)
     return Explorer(list(taken.values()))
 
 
 def export_html(runs: list[str | Path] | str | Path, out: str | Path, codes: int = DEFAULT_CODES) -> Explorer:
     """Write the explorer page for these runs to `out` (one self-contained HTML file); returns it."""
+    writable_page(out)  # before minutes of loading, not after
     page = explorer(runs, codes)
     page.save(out)
     return page
