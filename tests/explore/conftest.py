@@ -6,18 +6,10 @@ import contextlib
 
 import pytest
 import torch
+from pagekit import train_run
 
-import vaelab
 from vaelab.data.idx import write_idx
 from vaelab.metrics.classifier import Recipe, ReferenceClassifier, ReferenceCNN
-
-
-def train_run(out, data_dir, preset: str, latent_dim: int = 2, **model):
-    config = vaelab.preset(preset).replace(train={"epochs": 2, "batch_size": 32},
-                                           data={"dataset": "mnist", "data_dir": str(data_dir)},
-                                           model={"latent_dim": latent_dim, **model})
-    vaelab.train(config, out, show_progress=False)
-    return out
 
 
 @contextlib.contextmanager

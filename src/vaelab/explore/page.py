@@ -225,17 +225,24 @@ def page_run(run_dir: Path, run_id: str, codes: int, datasets: dict) -> PageRun:
     chosen = torch.randperm(len(data.test_images), generator=torch.Generator().manual_seed(CODE_SEED))[:codes]
     chosen = chosen.sort().values  # test-set order, so a page's codes are a subset of a larger page's
     test_x = fixed_test_pixels(data.test_images, config.data.pixels)[chosen]
-    view = latent_view(model, test_codes(model, test_x), data.test_labels[chosen], list(data.classes))
+    return model_page_run(model, run_id, run_dir.name, data.name, list(data.classes), test_x,
+                          data.test_labels[chosen])
+
+
+def model_page_run(model: nn.Module, run_id: str, name: str, dataset: str, classes: list[str],
+                   test_x: torch.Tensor, test_labels: torch.Tensor) -> PageRun:
+    """A model's part of the page: the codes of `test_x` (pixels as the model takes them) and its decoder."""
+    view = latent_view(model, test_codes(model, test_x), test_labels, classes)
     program = decoder_program(model)
     weights, byte_count, error = checked_weights(model, program)
-    config_m = model.config
-    info = {"id": run_id, "name": run_dir.name, "model": config_m.model, "arch": config_m.arch,
-            "latent_dim": config_m.latent_dim, "image_shape": list(config_m.image_shape), "dataset": data.name,
-            "n_test": len(chosen), "classes": list(data.classes), "classifier": None,
+    config = model.config
+    info = {"id": run_id, "name": name, "model": config.model, "arch": config.arch,
+            "latent_dim": config.latent_dim, "image_shape": list(config.image_shape), "dataset": dataset,
+            "n_test": len(test_x), "classes": classes, "classifier": None,
             "classifier_reason": "an exported page has no reference classifier (vaelab explore has)",
             "conditional": model.takes_labels}
     decoder = {"ops": program.ops, "inputs": program.inputs, "image_shape": list(program.image_shape),
-               "weights": [[name, list(t.shape)] for name, t in weights.items()],
+               "weights": [[key, list(t.shape)] for key, t in weights.items()],
                "bytes_per_weight": byte_count, "packed": packed_weights(weights, byte_count)}
     return PageRun(info, view, decoder, sum(t.numel() for t in weights.values()), byte_count, error)
 
