@@ -34,15 +34,15 @@ def canvas_grey(page, selector) -> np.ndarray:
 
 
 def hover(page, run, x, y) -> tuple[list[float], np.ndarray]:
-    """Move to (x, y) in the scatter, wait for the decode to settle: the latent point shown and its image."""
-    box = page.locator(f'[data-run="{run}"] .scatter').bounding_box()
-    page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
-    page.wait_for_function("([s, z]) => document.querySelector(s).dataset.z !== z",
-                           arg=[f'[data-run="{run}"] .decoded', page.get_attribute(f'[data-run="{run}"] .decoded',
-                                                                                   "data-z") or ""])
+    """Move to (x, y) in the scatter, wait for the decode to settle: the latent point shown and its image.
+    `page` may be a frame of a page (the explorer inside an iframe)."""
+    decoded = f'[data-run="{run}"] .decoded'
+    before = page.get_attribute(decoded, "data-z")  # before the move: an in-page decode can finish within it
+    box = page.locator(f'[data-run="{run}"] .scatter').bounding_box()  # in the top page's coordinates
+    getattr(page, "page", page).mouse.move(box["x"] + x, box["y"] + y, steps=4)
+    page.wait_for_function("([s, z]) => (document.querySelector(s).dataset.z ?? null) !== z", arg=[decoded, before])
     page.wait_for_selector(f'[data-run="{run}"][data-decoding="0"]')
-    z = json.loads(page.get_attribute(f'[data-run="{run}"] .decoded', "data-z"))
-    return z, canvas_grey(page, f'[data-run="{run}"] .decoded')
+    return json.loads(page.get_attribute(decoded, "data-z")), canvas_grey(page, decoded)
 
 
 def tiled(images: np.ndarray, columns: int) -> np.ndarray:
