@@ -4,7 +4,8 @@ The server runs in a thread on a free loopback port with three tiny trained runs
 mouse across a scatter and checks, pixel for pixel, that the decoded image shown is the server's
 decoding of the latent point under the cursor; pins two points and checks the interpolation strip;
 switches the classifier overlay on; encodes a picked and a dropped test image; uses the slider of a
-3-D latent; picks a class for a conditional run. Screenshots go to the test's temporary folder (printed with -s).
+3-D latent; picks a class for a conditional run; shows the prior's samples and grid; links the pointers of
+two 2-D panels. Screenshots go to the test's temporary folder (printed with -s).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from browserkit import canvas_grey, hover, launch
+from browserkit import canvas_grey, hover, launch, shown_codes, tiled
 from PIL import Image
 
 from vaelab.explore.server import bind, create_app
@@ -187,3 +188,35 @@ def test_a_conditional_run_decodes_the_chosen_class_under_the_cursor(page, explo
         conditional.close()
         assert not errors, errors
     assert page.locator('[data-run="vae"] .condition').is_hidden()  # no class selector for an unconditional run
+
+
+def test_the_priors_samples_and_grid_are_the_servers_decodings(page, server, shots):
+    panel = '[data-run="vae"]'
+    prior = httpx.get(f"{server}/api/runs/vae/codes").json()["prior"]
+    page.click(f"{panel} .show-samples")
+    samples = shown_codes(page, f"{panel} .samples")
+    assert samples == prior["samples"]  # the report's seeded samples
+    assert np.array_equal(canvas_grey(page, f"{panel} .samples"), tiled(decode(server, "vae", samples), 10))
+    page.click(f"{panel} .show-grid")
+    grid = shown_codes(page, f"{panel} .grid")
+    assert grid == prior["grid"] and len(grid) == prior["grid_side"] ** 2
+    assert np.array_equal(canvas_grey(page, f"{panel} .grid"), tiled(decode(server, "vae", grid), prior["grid_side"]))
+    page.screenshot(path=shots / "samples-grid.png", full_page=True)
+
+
+def test_linked_pointers_decode_the_same_code_in_every_2d_panel(explore_runs, find_classifier, page):
+    with serving(create_app([explore_runs["ae"], explore_runs["vae"]], find_classifier)) as url:
+        pair, errors = open_page(page.context.browser, url)
+        assert pair.is_checked("#link")  # on by default where every latent is 2-D
+        z, _ = hover(pair, "ae", 200, 200)
+        pair.wait_for_function("([s, z]) => document.querySelector(s).dataset.z === z",
+                               arg=['[data-run="vae"] .decoded', json.dumps(z, separators=(",", ":"))])
+        pair.wait_for_selector('[data-run="vae"][data-decoding="0"]')
+        assert np.array_equal(canvas_grey(pair, '[data-run="vae"] .decoded'), decode(url, "vae", [z])[0])
+        pair.uncheck("#link")
+        followed = pair.get_attribute('[data-run="vae"] .decoded', "data-z")
+        hover(pair, "ae", 300, 300)
+        assert pair.get_attribute('[data-run="vae"] .decoded', "data-z") == followed
+        pair.close()
+        assert not errors, errors
+    assert page.locator("#link-toggle").is_hidden()  # a 3-D panel is in the first page: nothing to link
