@@ -6,7 +6,8 @@
 # packages. Where a torch is already installed (say, your own CUDA build),
 # it is kept as it is.
 # `test` adds the test tools (with the export and tensorboard extras: onnx,
-# onnxruntime and tensorboard, about 50 MB), and Debian's chromium for the
+# onnxruntime and tensorboard, about 50 MB; nbclient and ipykernel to run
+# docs/tutorial.ipynb), and Debian's chromium for the
 # browser tests when apt-get is usable (those tests skip, saying why, when it
 # is not); `bench` adds
 # pythae, the peer trainer that benchmarks/train_speed.py measures against.
