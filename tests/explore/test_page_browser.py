@@ -60,6 +60,20 @@ class OfflinePage:
         self.context.close()
 
 
+def test_the_request_log_sees_what_a_page_asks_for(browser, tmp_path):
+    """The control for every `requests == [file]` below: a page that fetches is seen fetching."""
+    page_file = tmp_path / "fetches.html"
+    page_file.write_text('<!doctype html><script>fetch("https://cdn.example.invalid/model.onnx").catch(() => {});'
+                         '</script><img src="weights.bin">')
+    session = OfflinePage(browser, [page_file.as_uri()])
+    session.page.goto(page_file.as_uri())
+    session.page.wait_for_load_state("load")
+    assert session.requests[0] == page_file.as_uri()
+    assert set(session.requests[1:]) == {"https://cdn.example.invalid/model.onnx",
+                                         (tmp_path / "weights.bin").as_uri()}
+    session.close()
+
+
 def pixels(model, zs, label=None) -> np.ndarray:
     """PyTorch's decoding as the explorer shows it: uint8 [N, H, W] (grey images)."""
     with torch.inference_mode():
